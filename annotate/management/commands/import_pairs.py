@@ -1,0 +1,38 @@
+from django.core.management.base import BaseCommand, CommandParser
+
+from annotate import services
+from annotate.formats import ImportFileError
+from annotate.management.commands._importing import add_format_argument, import_error, open_import_file
+
+
+class Command(BaseCommand):
+    help = (
+        "Import prompt/chosen/rejected pairs (TRL's standard or conversational format) as open comparisons; "
+        "--judged also records the file's choice as a judgement from a source named after the file."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        add_format_argument(parser)
+        parser.add_argument("--judged", action="store_true", help="record the file's choice as a judgement")
+        parser.add_argument(
+            "--judgements-per-comparison",
+            "-k",
+            type=int,
+            default=None,
+            help="judgements each comparison wants (default: DUET_JUDGEMENTS_PER_COMPARISON)",
+        )
+
+    def handle(self, *args: object, **options: object) -> None:
+        path = str(options["path"])
+        with open_import_file(path) as stream:
+            try:
+                result = services.pairs_import(
+                    stream=stream,
+                    name=path,
+                    fmt=options["format"],  # type: ignore[arg-type]
+                    judged=bool(options["judged"]),
+                    target_judgements=options["judgements_per_comparison"],  # type: ignore[arg-type]
+                )
+            except ImportFileError as exc:
+                raise import_error(exc) from exc
+        self.stdout.write(result.summary())

@@ -1,0 +1,180 @@
+"""Prompts, completions, comparisons between two completions, and people's judgements of them.
+
+Texts are stored as chat messages (``[{"role", "content"}]``) so that multi-turn prompts and
+TRL's conversational format round-trip; a completion's ``text`` is its assistant content.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Prompt(models.Model):
+    messages = models.JSONField(help_text="Chat messages, the last one from the user.")
+    content_hash = models.CharField(max_length=64, unique=True)
+    external_id = models.CharField(max_length=200, blank=True, db_index=True)
+    tags = models.JSONField(default=list, blank=True)
+    source = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"Prompt {self.pk}"
+
+    @property
+    def last_user_text(self) -> str:
+        users = [m["content"] for m in self.messages if m.get("role") == "user"]
+        return users[-1] if users else ""
+
+
+class Completion(models.Model):
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="completions")
+    messages = models.JSONField(help_text="The assistant's reply as chat messages.")
+    text = models.TextField()
+    content_hash = models.CharField(max_length=64, unique=True)
+    model_name = models.CharField(max_length=200, blank=True, db_index=True)
+    generation = models.JSONField(
+        default=dict, blank=True, help_text="Lineage: model version, sampling settings, round."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"Completion {self.pk}"
+
+
+class Comparison(models.Model):
+    """Two completions of one prompt, open until ``judgement_count`` reaches ``target_judgements``."""
+
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="comparisons")
+    completion_a = models.ForeignKey(Completion, on_delete=models.CASCADE, related_name="+")
+    completion_b = models.ForeignKey(Completion, on_delete=models.CASCADE, related_name="+")
+    content_hash = models.CharField(max_length=64, unique=True)
+    target_judgements = models.PositiveSmallIntegerField(default=1)
+    judgement_count = models.PositiveIntegerField(default=0)
+    source = models.CharField(max_length=300, blank=True)
+    tags = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            models.Index(
+                fields=["id"],
+                name="comparison_open_idx",
+                condition=Q(judgement_count__lt=models.F("target_judgements")),
+            )
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(judgement_count__lte=models.F("target_judgements")), name="comparison_not_overfilled"
+            ),
+            models.CheckConstraint(
+                condition=~Q(completion_a=models.F("completion_b")), name="comparison_two_completions"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Comparison {self.pk}"
+
+
+class Assignment(models.Model):
+    """One annotator's view of one comparison: the side order they saw, and a lease while open.
+
+    A live lease (not judged, not skipped, not expired) holds one of the comparison's slots so
+    that ``k`` annotators at most work on it at once.
+    """
+
+    comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="assignments")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments")
+    left = models.ForeignKey(Completion, on_delete=models.CASCADE, related_name="+")
+    right = models.ForeignKey(Completion, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    judged_at = models.DateTimeField(null=True, blank=True)
+    skipped_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["comparison", "annotator"], name="assignment_once_per_annotator"),
+        ]
+        indexes = [
+            models.Index(
+                fields=["comparison", "expires_at"],
+                name="assignment_live_idx",
+                condition=Q(judged_at__isnull=True, skipped_at__isnull=True),
+            ),
+            models.Index(
+                fields=["annotator", "expires_at"],
+                name="assignment_open_by_user_idx",
+                condition=Q(judged_at__isnull=True, skipped_at__isnull=True),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Assignment of comparison {self.comparison_id} to user {self.annotator_id}"
+
+
+class Judgement(models.Model):
+    class Choice(models.TextChoices):
+        LEFT = "left", "Left is better"
+        RIGHT = "right", "Right is better"
+        TIE = "tie", "Tie"
+        BOTH_BAD = "both_bad", "Both are bad"
+
+    class Strength(models.TextChoices):
+        SLIGHTLY = "slightly", "Slightly better"
+        CLEARLY = "clearly", "Clearly better"
+        MUCH = "much", "Much better"
+
+    comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="judgements")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="judgements"
+    )
+    source = models.CharField(max_length=300, help_text="'human', or the file a judgement was imported from.")
+    left = models.ForeignKey(Completion, on_delete=models.CASCADE, related_name="+")
+    right = models.ForeignKey(Completion, on_delete=models.CASCADE, related_name="+")
+    choice = models.CharField(max_length=10, choices=Choice.choices)
+    winner = models.ForeignKey(Completion, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    strength = models.CharField(max_length=10, choices=Strength.choices, blank=True)
+    reason = models.CharField(max_length=1000, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["comparison", "annotator"],
+                condition=Q(annotator__isnull=False),
+                name="judgement_once_per_annotator",
+            ),
+            models.UniqueConstraint(
+                fields=["comparison", "source"],
+                condition=Q(annotator__isnull=True),
+                name="judgement_once_per_source",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Judgement {self.pk}: {self.choice}"
+
+
+def _new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+class ApiToken(models.Model):
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_token")
+    key = models.CharField(max_length=64, unique=True, default=_new_token)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"API token of user {self.user_id}"

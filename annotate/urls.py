@@ -1,0 +1,14 @@
+from django.urls import path
+
+from annotate import views
+
+app_name = "annotate"
+urlpatterns = [
+    path("", views.annotate_page, name="page"),
+    path("judge/", views.judge, name="judge"),
+    path("skip/", views.skip, name="skip"),
+    path("undo/", views.undo, name="undo"),
+    path("import/", views.import_page, name="import"),
+    path("export/", views.export_page, name="export"),
+    path("stats/", views.stats_page, name="stats"),
+]

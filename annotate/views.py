@@ -1,0 +1,264 @@
+"""The annotator's page with its htmx actions, and the staff's import, export and stats pages.
+
+Each view parses the request, calls one service (or selector), and renders. The judging
+actions answer an htmx request with the next card and a full request (no JavaScript) with a
+redirect back to the page, so the forms work either way.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.models import User
+from django.core.exceptions import PermissionDenied
+from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseBase
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.middleware import HtmxDetails
+
+from annotate import selectors, services
+from annotate.formats import ImportFileError
+from annotate.forms import ExportForm, ImportForm, JudgementForm, SkipForm
+from annotate.models import Assignment, Judgement
+
+View = Callable[..., HttpResponseBase]
+
+
+class AuthedRequest(HttpRequest):
+    """What these views receive: the login middleware let only a signed-in user through."""
+
+    user: User  # type: ignore[assignment]
+    htmx: HtmxDetails
+
+
+# No inline script or style anywhere, so the policy can refuse both: htmx and our own code
+# load from /static/, and model text that slipped past the sanitiser still could not run.
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self'",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
+
+
+def content_security_policy(view: View) -> View:
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        response = view(request, *args, **kwargs)
+        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        return response
+
+    return wrapped
+
+
+def staff_required(view: View) -> View:
+    """Staff only; the login middleware has already sent anonymous visitors to the login page."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        if not request.user.is_staff:
+            raise PermissionDenied("This page is for staff.")
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+# Annotating -----------------------------------------------------------------------------
+
+_MESSAGE_LEVELS = {
+    "info": messages.INFO,
+    "success": messages.SUCCESS,
+    "warning": messages.WARNING,
+    "error": messages.ERROR,
+}
+
+
+def _card_context(
+    request: AuthedRequest,
+    *,
+    message: str = "",
+    level: str = "info",
+    initial: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Lease the annotator's next comparison and gather what its card shows."""
+    assignment: Assignment | None = services.assignment_next(annotator=request.user)
+    if assignment is not None:
+        assignment = selectors.assignment_for_display(assignment_id=assignment.id)
+    shown = (
+        initial
+        if assignment is not None and initial and initial.get("comparison_id") == assignment.comparison_id
+        else {}
+    )
+    return {
+        "assignment": assignment,
+        "progress": selectors.annotator_progress(annotator=request.user),
+        "can_undo": selectors.last_judgement(annotator=request.user) is not None,
+        "strengths": Judgement.Strength.choices,
+        "chosen": shown.get("choice", ""),
+        "chosen_strength": shown.get("strength", ""),
+        "reason": shown.get("reason", ""),
+        "message": message,
+        "level": level,
+    }
+
+
+def _after_action(
+    request: AuthedRequest,
+    *,
+    message: str,
+    level: str,
+    status: int = 200,
+    initial: dict[str, Any] | None = None,
+) -> HttpResponse:
+    if not request.htmx:
+        messages.add_message(request, _MESSAGE_LEVELS[level], message)
+        return redirect("annotate:page")
+    context = _card_context(request, message=message, level=level, initial=initial)
+    return render(request, "annotate/_card.html", context, status=status)
+
+
+def _form_problem(form: JudgementForm | SkipForm) -> str:
+    return "; ".join(f"{name}: {' '.join(str(e) for e in errors)}" for name, errors in form.errors.items())
+
+
+@content_security_policy
+@require_GET
+def annotate_page(request: AuthedRequest) -> HttpResponse:
+    message = ""
+    level = "info"
+    for flash in messages.get_messages(request):
+        message, level = str(flash), flash.level_tag or "info"
+    return render(request, "annotate/page.html", _card_context(request, message=message, level=level))
+
+
+@content_security_policy
+@require_POST
+def judge(request: AuthedRequest) -> HttpResponse:
+    form = JudgementForm(request.POST)
+    if not form.is_valid():
+        return _after_action(request, message=f"Not saved: {_form_problem(form)}", level="error", status=422)
+    data = form.cleaned_data
+    try:
+        judgement = services.judgement_record(
+            annotator=request.user,
+            comparison_id=data["comparison_id"],
+            left_id=data["left_id"],
+            right_id=data["right_id"],
+            choice=data["choice"],
+            strength=data["strength"],
+            reason=data["reason"],
+        )
+    except services.JudgementConflict as exc:
+        return _after_action(request, message=f"Not saved: {exc}. Here is the next one.", level="warning", status=409)
+    except services.JudgementInvalid as exc:
+        return _after_action(request, message=f"Not saved: {exc}.", level="error", status=422, initial=data)
+    saved = judgement.get_choice_display()
+    if judgement.strength:
+        saved = f"{saved} ({judgement.get_strength_display().lower()})"
+    return _after_action(request, message=f"Saved: {saved}. Press U to undo.", level="success")
+
+
+@content_security_policy
+@require_POST
+def skip(request: AuthedRequest) -> HttpResponse:
+    form = SkipForm(request.POST)
+    if not form.is_valid():
+        return _after_action(request, message=f"Not skipped: {_form_problem(form)}", level="error", status=422)
+    services.assignment_skip(annotator=request.user, comparison_id=form.cleaned_data["comparison_id"])
+    return _after_action(request, message="Skipped; you will not see that one again.", level="info")
+
+
+@content_security_policy
+@require_POST
+def undo(request: AuthedRequest) -> HttpResponse:
+    undone = services.judgement_undo_last(annotator=request.user)
+    if undone is None:
+        return _after_action(request, message="Nothing to undo.", level="info")
+    initial = {
+        "comparison_id": undone.comparison_id,
+        "choice": undone.choice,
+        "strength": undone.strength,
+        "reason": undone.reason,
+    }
+    return _after_action(
+        request,
+        message="Took back your last judgement: here it is again, as you had answered it.",
+        level="info",
+        initial=initial,
+    )
+
+
+# Staff ----------------------------------------------------------------------------------
+
+
+@content_security_policy
+@staff_required
+@require_http_methods(["GET", "POST"])
+def import_page(request: AuthedRequest) -> HttpResponse:
+    if request.method == "GET":
+        return render(request, "annotate/import.html", {"form": ImportForm()})
+    form = ImportForm(request.POST, request.FILES)
+    if not form.is_valid():
+        return render(request, "annotate/import.html", {"form": form}, status=400)
+    data = form.cleaned_data
+    upload = data["file"]
+    try:
+        if data["kind"] == "prompts":
+            result = services.prompts_import(stream=upload.file, name=upload.name, fmt=data["fmt"] or None)
+        else:
+            result = services.pairs_import(
+                stream=upload.file,
+                name=upload.name,
+                fmt=data["fmt"] or None,
+                judged=data["judged"],
+                target_judgements=data["target_judgements"],
+            )
+    except ImportFileError as exc:
+        context = {"form": form, "file_name": upload.name, "errors": exc.errors}
+        return render(request, "annotate/import.html", context, status=400)
+    context = {"form": ImportForm(), "file_name": upload.name, "result": result, "kind": data["kind"]}
+    return render(request, "annotate/import.html", context)
+
+
+@content_security_policy
+@staff_required
+@require_http_methods(["GET", "POST"])
+def export_page(request: AuthedRequest) -> HttpResponseBase:
+    if request.method == "GET":
+        return render(request, "annotate/export.html", {"form": ExportForm()})
+    form = ExportForm(request.POST)
+    if not form.is_valid():
+        return render(request, "annotate/export.html", {"form": form}, status=400)
+    data = form.cleaned_data
+    # The file is opened, then its folder removed: the open handle keeps the data readable
+    # (POSIX) while FileResponse streams it, and nothing is left on disk afterwards.
+    with tempfile.TemporaryDirectory(prefix="duet-export-") as tmp:
+        path = services.export_download(
+            directory=Path(tmp),
+            fmt=data["fmt"],
+            conversational=data["conversational"],
+            min_agreement=data["min_agreement"],
+            since=data["since"],
+            exclude_annotators=data["exclude_annotators"],
+        )
+        handle = path.open("rb")
+    return FileResponse(handle, as_attachment=True, filename=path.name)
+
+
+@content_security_policy
+@staff_required
+@require_GET
+def stats_page(request: AuthedRequest) -> HttpResponse:
+    return render(request, "annotate/stats.html", {"stats": selectors.annotation_stats()})

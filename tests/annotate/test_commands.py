@@ -1,0 +1,70 @@
+import json
+from io import StringIO
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import CommandError, call_command
+
+from annotate.models import Comparison, Judgement, Prompt
+
+pytestmark = pytest.mark.django_db
+
+PAIR = {"prompt": "What is 2+2?", "chosen": "4", "rejected": "5"}
+
+
+def _run(*args):
+    out = StringIO()
+    call_command(*args, stdout=out)
+    return out.getvalue()
+
+
+def test_import_pairs_judged_then_export_roundtrips(write_jsonl, tmp_path):
+    path = write_jsonl([PAIR], name="gold.jsonl")
+    assert "1 new comparisons, 1 new judgements" in _run("import_pairs", str(path), "--judged")
+    _run("export_preferences", str(tmp_path / "out.jsonl"), "--format", "jsonl")
+    (row,) = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert (row["prompt"], row["chosen"], row["rejected"]) == ("What is 2+2?", "4", "5")
+
+
+def test_import_failure_exits_with_the_line_and_writes_nothing(write_jsonl):
+    path = write_jsonl([PAIR, '{"prompt": "x", "chosen": "a", "rejected": 7}'])
+    with pytest.raises(CommandError, match=r"line 2, field 'rejected'"):
+        call_command("import_pairs", str(path))
+    assert Comparison.objects.count() == 0
+
+
+def test_import_prompts_of_a_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(CommandError, match="no such file"):
+        call_command("import_prompts", str(tmp_path / "absent.jsonl"))
+
+
+def test_import_prompts_reimport_creates_nothing(write_jsonl):
+    path = write_jsonl([{"prompt": "Hi?"}])
+    _run("import_prompts", str(path))
+    assert "0 new prompts" in _run("import_prompts", str(path))
+    assert Prompt.objects.count() == 1
+
+
+def test_export_since_takes_a_date(write_jsonl, tmp_path):
+    _run("import_pairs", str(write_jsonl([PAIR])), "--judged")
+    out = _run("export_preferences", str(tmp_path / "o.jsonl"), "--since", "2999-01-01")
+    assert "wrote 0 preference rows" in out
+
+
+def test_create_annotator_and_api_token(client):
+    _run("create_annotator", "alice", "--password", "s3cret-pass", "--staff")
+    token = _run("api_token", "alice").strip().splitlines()[-1]
+    assert get_user_model().objects.get(username="alice").is_staff
+    assert client.get("/api/v1/comparisons/next", HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 204
+
+
+def test_api_token_for_an_unknown_user_fails():
+    with pytest.raises(CommandError, match="no user named 'bob'"):
+        call_command("api_token", "bob")
+
+
+def test_seed_demo_loads_pairs_and_prints_credentials():
+    out = _run("seed_demo")
+    assert "user: admin  password: " in out
+    assert Comparison.objects.filter(source="demo/pairs.jsonl").count() == 12
+    assert Judgement.objects.count() == 0

@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from annotate import services
+from annotate.models import Comparison, Completion
+from tests.annotate.factories import ComparisonFactory, CompletionFactory, PromptFactory, UserFactory
+
+
+def judged_preferences(count: int, *, good: str = "Sure, here it is.", bad: str = "No.") -> list[Comparison]:
+    """``count`` comparisons, each judged once in favour of the ``good`` answer."""
+    user = UserFactory()
+    comparisons = []
+    for _ in range(count):
+        prompt = PromptFactory()
+        comparison = ComparisonFactory(
+            prompt=prompt,
+            completion_a=CompletionFactory(prompt=prompt, text=good),
+            completion_b=CompletionFactory(prompt=prompt, text=bad),
+        )
+        services.judgement_record(
+            annotator=user,
+            comparison_id=comparison.id,
+            left_id=comparison.completion_a_id,
+            right_id=comparison.completion_b_id,
+            choice="left",
+        )
+        comparisons.append(comparison)
+    return comparisons
+
+
+def completion_of(version_name: str, prompt) -> Completion:  # type: ignore[no-untyped-def]
+    return CompletionFactory(prompt=prompt, model_name=version_name)

@@ -1,0 +1,101 @@
+import json
+
+import pytest
+from django.test import override_settings
+
+from annotate import services as annotate_services
+from tests.annotate.factories import PromptFactory, StaffFactory, UserFactory
+from tests.training.factories import judged_preferences
+from training import services
+from training.models import GenerationRun, RunStatus, TrainingRun
+
+FAST = {
+    "optimizer": "adamw",
+    "lr": 1e-3,
+    "warmup_steps": 0,
+    "batch_size": 2,
+    "grad_accum": 1,
+    "max_length": 128,
+    "max_prompt_length": 64,
+}
+
+
+def _auth(user):
+    return {"HTTP_AUTHORIZATION": f"Bearer {annotate_services.api_token_get_or_create(user=user)}"}
+
+
+def _post(client, url, payload, user):
+    return client.post(url, json.dumps(payload), content_type="application/json", **_auth(user))
+
+
+def test_runs_are_staff_only(client, tiny_version):
+    response = _post(client, "/api/v1/runs", {"base_version": "tiny"}, UserFactory())
+    assert response.status_code == 403
+
+
+def test_start_run_is_202_and_the_worker_finishes_it(client, tiny_version, worker, wait_for):
+    judged_preferences(4)
+    staff = StaffFactory()
+    response = _post(client, "/api/v1/runs", {"base_version": "tiny", "hyperparameters": FAST}, staff)
+    assert response.status_code == 202
+    run_id = response.json()["id"]
+    worker.start(burst=True)
+
+    def finished():
+        body = client.get(f"/api/v1/runs/{run_id}", **_auth(staff)).json()
+        return body["status"] in ("succeeded", "failed")
+
+    wait_for(finished, what="the run", timeout=240)
+    body = client.get(f"/api/v1/runs/{run_id}", **_auth(staff)).json()
+    assert body["status"] == "succeeded", TrainingRun.objects.get(pk=run_id).traceback
+    assert body["model_version"] == f"tiny+dpo{run_id}"
+    assert body["latest_metrics"]["step"] == body["progress_total"]
+    assert "rewards/accuracies" in body["latest_metrics"]
+
+
+def test_unknown_hyperparameter_is_400(client, tiny_version):
+    response = _post(client, "/api/v1/runs", {"base_version": "tiny", "hyperparameters": {"lr0": 1}}, StaffFactory())
+    assert response.status_code == 400
+    assert "lr0" in response.json()["detail"]
+
+
+def test_unknown_base_version_is_404(client, tiny_version):
+    assert _post(client, "/api/v1/runs", {"base_version": "nope"}, StaffFactory()).status_code == 404
+
+
+def test_cancel_a_queued_run(client, tiny_version):
+    judged_preferences(2)
+    staff = StaffFactory()
+    run_id = _post(client, "/api/v1/runs", {"base_version": "tiny"}, staff).json()["id"]
+    response = client.post(f"/api/v1/runs/{run_id}/cancel", **_auth(staff))
+    assert response.json()["status"] == RunStatus.CANCELLED
+    assert client.post(f"/api/v1/runs/{run_id}/cancel", **_auth(staff)).status_code == 409
+
+
+@override_settings(RQ_QUEUES={"gpu": {"URL": "redis://127.0.0.1:1/0"}, "default": {"URL": "redis://127.0.0.1:1/0"}})
+def test_redis_down_is_503_with_a_clear_message(client, tiny_version):
+    response = _post(client, "/api/v1/runs", {"base_version": "tiny"}, StaffFactory())
+    assert response.status_code == 503
+    assert "cannot be reached" in response.json()["detail"]
+    assert TrainingRun.objects.count() == 0
+
+
+def test_models_lists_versions_with_parents(client, tiny_version):
+    services.default_model_version()
+    names = {m["name"]: m for m in client.get("/api/v1/models", **_auth(StaffFactory())).json()}
+    assert names["tiny"]["parent"] is None
+    assert names["smollm2-135m-instruct"]["is_default"] is True
+
+
+def test_generations_start_is_202(client, tiny_version):
+    PromptFactory()
+    payload = {"model_version": "tiny", "n": 2, "max_new_tokens": 4}
+    response = _post(client, "/api/v1/generations", payload, StaffFactory())
+    assert response.status_code == 202
+    assert GenerationRun.objects.get(pk=response.json()["id"]).pairing == GenerationRun.Pairing.SELF
+
+
+@pytest.mark.parametrize("payload", [{"n": 1}, {"temperature": -1}, {"prompts": "some"}])
+def test_generations_with_bad_settings_are_400(client, tiny_version, payload):
+    response = _post(client, "/api/v1/generations", {"model_version": "tiny", **payload}, StaffFactory())
+    assert response.status_code == 400

@@ -1,0 +1,63 @@
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from tests.annotate.factories import PromptFactory
+from tests.training.factories import judged_preferences
+from training.models import ModelVersion
+
+
+def _run(*args):
+    out = StringIO()
+    call_command(*args, stdout=out)
+    return out.getvalue()
+
+
+def test_register_model_adds_a_local_folder(tiny_model_path, transactional_db):
+    assert "registered small" in _run("register_model", "small", str(tiny_model_path))
+    assert ModelVersion.objects.get(name="small").path == str(tiny_model_path)
+
+
+def test_register_model_with_an_unknown_path_fails_clearly(transactional_db, tmp_path):
+    with pytest.raises(CommandError, match="no-such-model"):
+        call_command("register_model", "x", str(tmp_path / "no-such-model"))
+    assert not ModelVersion.objects.filter(name="x").exists()
+
+
+def test_train_dpo_wait_prints_the_new_version_last(tiny_version, worker):
+    judged_preferences(4)
+    worker.start()
+    out = _run(
+        "train_dpo", "--base", "tiny", "--optimizer", "adamw", "--lr", "1e-3", "--batch-size", "2",
+        "--grad-accum", "1", "--warmup-steps", "0", "--max-length", "128", "--max-prompt-length", "64", "--wait",
+    )  # fmt: skip
+    version = ModelVersion.objects.exclude(trained_by=None).get()
+    assert out.strip().splitlines()[-1] == version.name
+    assert version.trained_by.hyperparameters["lr"] == 1e-3
+
+
+def test_train_dpo_with_bad_options_fails_before_queueing(tiny_version):
+    with pytest.raises(CommandError, match="beta"):
+        call_command("train_dpo", "--base", "tiny", "--beta", "0")
+
+
+def test_generate_wait_reports_new_comparisons(tiny_version, worker):
+    PromptFactory.create_batch(2)
+    worker.start()
+    out = _run("generate", "--model", "tiny", "--n", "2", "--max-new-tokens", "4", "--temperature", "1", "--wait")
+    assert "succeeded" in out
+    assert out.strip().endswith("new comparisons in the queue")
+
+
+def test_next_round_trains_then_generates_with_the_new_version(tiny_version, worker):
+    judged_preferences(4)
+    worker.start()
+    out = _run(
+        "next_round", "--base", "tiny", "--max-new-tokens", "4", "--optimizer", "adamw", "--lr", "1e-3",
+        "--batch-size", "2", "--grad-accum", "1", "--warmup-steps", "0", "--max-length", "128",
+        "--max-prompt-length", "64", "--wait",
+    )  # fmt: skip
+    new = ModelVersion.objects.exclude(trained_by=None).get()
+    assert out.strip().splitlines()[-1].startswith(f"{new.name}: ")
+    assert new.generation_runs.get().status == "succeeded"

@@ -1,0 +1,127 @@
+"""Training and generation runs executed by a real RQ worker on the Redis service, with a tiny model."""
+
+import json
+from pathlib import Path
+
+import pytest
+from django.test import override_settings
+
+from annotate.models import Comparison, Completion
+from tests.annotate.factories import PromptFactory
+from tests.training.factories import judged_preferences
+from training import services
+from training.models import GenerationRun, ModelVersion, RunStatus, TrainingRun
+
+FAST = {
+    "optimizer": "adamw",
+    "lr": 1e-3,
+    "warmup_steps": 0,
+    "batch_size": 2,
+    "grad_accum": 1,
+    "epochs": 2,
+    "max_length": 128,
+    "max_prompt_length": 64,
+    "save_every": 1,
+}
+
+
+def _status(run):
+    run.refresh_from_db()
+    return run.status
+
+
+def test_a_run_goes_queued_running_succeeded_with_metrics_and_a_new_version(tiny_version, worker, wait_for):
+    judged_preferences(6)
+    run = services.training_run_start(base_version=tiny_version, hyperparameters=FAST)
+    assert run.status == RunStatus.QUEUED
+    assert run.rq_job_id
+    worker.start(burst=True)
+    wait_for(lambda: _status(run) in (RunStatus.SUCCEEDED, RunStatus.FAILED), what="the run to end")
+    assert run.status == RunStatus.SUCCEEDED, run.traceback or worker.output()
+    assert run.dataset_rows == 6
+    assert run.judgements.count() == 6
+    steps = list(run.metrics.values_list("step", flat=True))
+    assert steps == list(range(1, 7)), "a metrics row for every optimiser step (6 pairs / 2 x 2 epochs)"
+    assert {"loss", "rewards/accuracies", "rewards/margins"} <= set(run.metrics.last().values)
+    version = ModelVersion.objects.get(trained_by=run)
+    assert (version.parent, version.name) == (tiny_version, f"tiny+dpo{run.pk}")
+
+
+def test_the_dataset_is_frozen_with_its_hash_and_rows(tiny_version, worker, wait_for):
+    judged_preferences(4)
+    run = services.training_run_start(base_version=tiny_version, hyperparameters={**FAST, "epochs": 1})
+    worker.start(burst=True)
+    wait_for(lambda: _status(run) == RunStatus.SUCCEEDED, what="the run to succeed")
+    rows = [json.loads(line) for line in Path(run.dataset_path).read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == run.dataset_rows == 4
+    assert rows[0]["chosen"] == [{"role": "assistant", "content": "Sure, here it is."}]
+    assert len(run.dataset_sha256) == 64
+
+
+def test_cancel_stops_a_running_run_within_a_step(tiny_version, worker, wait_for):
+    judged_preferences(8)
+    run = services.training_run_start(
+        base_version=tiny_version, hyperparameters={**FAST, "batch_size": 1, "epochs": 50}
+    )
+    worker.start(burst=True)
+    wait_for(lambda: run.refresh_from_db() or run.progress_step >= 2, what="two steps")
+    services.training_run_cancel(run=run)
+    wait_for(lambda: _status(run) == RunStatus.CANCELLED, what="the run to stop")
+    assert run.progress_step < run.progress_total
+    assert not ModelVersion.objects.filter(trained_by=run).exists()
+
+
+def test_a_queued_run_cancels_at_once(tiny_version, worker):
+    judged_preferences(2)
+    run = services.training_run_start(base_version=tiny_version, hyperparameters=FAST)
+    services.training_run_cancel(run=run)
+    assert run.status == RunStatus.CANCELLED
+
+
+@override_settings(DUET_HEARTBEAT_TIMEOUT=3)
+def test_a_killed_worker_is_detected_and_the_run_resumes_from_its_checkpoint(tiny_version, worker, wait_for):
+    judged_preferences(8)
+    run = services.training_run_start(base_version=tiny_version, hyperparameters={**FAST, "batch_size": 1, "epochs": 8})
+    worker.start()
+    wait_for(lambda: run.refresh_from_db() or run.progress_step >= 3, what="three steps")
+    worker.kill()
+    wait_for(lambda: services.runs_reap_stale() or _status(run) == RunStatus.FAILED, timeout=30, what="the reaper")
+    assert _status(run) == RunStatus.FAILED
+    assert "stopped answering" in run.error
+    checkpointed = run.progress_step
+
+    services.training_run_resume(run=run)
+    worker.start(burst=True)
+    wait_for(lambda: _status(run) in (RunStatus.SUCCEEDED, RunStatus.FAILED), timeout=300, what="the resumed run")
+    assert run.status == RunStatus.SUCCEEDED, run.traceback
+    steps = list(run.metrics.values_list("step", flat=True))
+    assert steps == list(range(1, run.progress_total + 1)), "the resumed curve continues without a gap"
+    assert checkpointed >= 3
+    assert run.resumed_count == 1
+
+
+# Port 1 on loopback: nothing listens there, so this is Redis being down.
+@override_settings(RQ_QUEUES={"gpu": {"URL": "redis://127.0.0.1:1/0"}, "default": {"URL": "redis://127.0.0.1:1/0"}})
+def test_with_redis_down_starting_a_run_fails_clearly_and_creates_nothing(tiny_version):
+    judged_preferences(2)
+    with pytest.raises(services.QueueUnavailable, match="cannot be reached"):
+        services.training_run_start(base_version=tiny_version, hyperparameters=FAST)
+    assert TrainingRun.objects.count() == 0
+
+
+def test_generation_pairs_two_samples_into_open_comparisons(tiny_version, worker, wait_for):
+    prompts = PromptFactory.create_batch(3)
+    run = services.generation_run_start(model_version=tiny_version, n=2, max_new_tokens=8, temperature=1.0)
+    worker.start(burst=True)
+    wait_for(lambda: _status(run) in (RunStatus.SUCCEEDED, RunStatus.FAILED), what="the generation")
+    assert run.status == RunStatus.SUCCEEDED, run.traceback or worker.output()
+    made = Completion.objects.filter(model_name="tiny")
+    assert made.count() == run.completions_created == 6
+    assert {c.prompt_id for c in made} == {p.id for p in prompts}
+    assert made.first().generation["generation_run"] == run.pk
+    assert Comparison.objects.filter(source=f"generation-{run.pk}").count() == run.comparisons_created
+
+
+def test_generation_against_the_parent_needs_a_parent(tiny_version):
+    with pytest.raises(ValueError, match="no parent"):
+        services.generation_run_start(model_version=tiny_version, pairing=GenerationRun.Pairing.PARENT)

@@ -1,0 +1,213 @@
+"""JSON API of the training app (staff only): runs, model versions and generation rounds."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.http import HttpRequest
+from django.shortcuts import get_object_or_404
+from ninja import Router, Schema
+
+from annotate.api import StaffBearerToken
+from training import services
+from training.models import GenerationRun, ModelVersion, TrainingRun
+
+router = Router(auth=StaffBearerToken(), tags=["training"])
+
+
+class ErrorOut(Schema):
+    detail: str
+
+
+class RunIn(Schema):
+    base_version: str | None = None
+    hyperparameters: dict[str, Any] = {}
+    since: datetime | None = None
+    min_agreement: float = 0.0
+    exclude_annotators: list[str] = []
+
+
+class RunOut(Schema):
+    id: int
+    status: str
+    base_version: str
+    model_version: str | None
+    progress_step: int
+    progress_total: int
+    percent: float
+    eta_seconds: float | None
+    hyperparameters: dict[str, Any]
+    dataset_rows: int
+    dataset_sha256: str
+    latest_metrics: dict[str, Any] | None
+    error: str
+    rq_job_id: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class ModelOut(Schema):
+    id: int
+    name: str
+    path: str
+    parent: str | None
+    trained_by_run: int | None
+    is_default: bool
+    created_at: datetime
+
+
+class GenerationIn(Schema):
+    model_version: str
+    prompts: str = GenerationRun.Prompts.ALL
+    since: datetime | None = None
+    tag: str = ""
+    pairing: str | None = None
+    n: int | None = None
+    temperature: float = 0.7
+    top_p: float = 0.95
+    max_new_tokens: int = 256
+    seed: int = 0
+    max_prompts: int | None = None
+
+
+class GenerationOut(Schema):
+    id: int
+    status: str
+    model_version: str
+    round: int
+    progress_step: int
+    progress_total: int
+    percent: float
+    completions_created: int
+    comparisons_created: int
+    error: str
+    created_at: datetime
+    finished_at: datetime | None
+
+
+def _version(name: str | None) -> ModelVersion:
+    if name is None:
+        return services.latest_model_version()
+    return get_object_or_404(ModelVersion, name=name)
+
+
+def run_out(run: TrainingRun) -> dict[str, Any]:
+    latest = run.metrics.order_by("-step").first()
+    produced = ModelVersion.objects.filter(trained_by=run).first()
+    return {
+        "id": run.pk,
+        "status": run.status,
+        "base_version": run.base_version.name,
+        "model_version": produced.name if produced else None,
+        "progress_step": run.progress_step,
+        "progress_total": run.progress_total,
+        "percent": run.percent,
+        "eta_seconds": run.eta_seconds,
+        "hyperparameters": run.hyperparameters,
+        "dataset_rows": run.dataset_rows,
+        "dataset_sha256": run.dataset_sha256,
+        "latest_metrics": {"step": latest.step, **latest.values} if latest else None,
+        "error": run.error,
+        "rq_job_id": run.rq_job_id,
+        "created_at": run.created_at,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+    }
+
+
+def generation_out(run: GenerationRun) -> dict[str, Any]:
+    return {
+        "id": run.pk,
+        "status": run.status,
+        "model_version": run.model_version.name,
+        "round": run.round,
+        "progress_step": run.progress_step,
+        "progress_total": run.progress_total,
+        "percent": run.percent,
+        "completions_created": run.completions_created,
+        "comparisons_created": run.comparisons_created,
+        "error": run.error,
+        "created_at": run.created_at,
+        "finished_at": run.finished_at,
+    }
+
+
+@router.post("/runs", response={202: RunOut, 400: ErrorOut, 404: ErrorOut, 503: ErrorOut})
+def run_start(request: HttpRequest, payload: RunIn) -> Any:
+    try:
+        run = services.training_run_start(
+            base_version=_version(payload.base_version),
+            hyperparameters=payload.hyperparameters,
+            since=payload.since,
+            min_agreement=payload.min_agreement,
+            exclude_annotators=payload.exclude_annotators,
+            user=request.user,  # type: ignore[arg-type]
+        )
+    except services.QueueUnavailable as exc:
+        return 503, {"detail": str(exc)}
+    except (ValueError, TypeError) as exc:
+        return 400, {"detail": str(exc)}
+    return 202, run_out(run)
+
+
+@router.get("/runs/{run_id}", response={200: RunOut, 404: ErrorOut})
+def run_detail(request: HttpRequest, run_id: int) -> Any:
+    return 200, run_out(services.training_run_observe(run_id=run_id))
+
+
+@router.post("/runs/{run_id}/cancel", response={200: RunOut, 404: ErrorOut, 409: ErrorOut})
+def run_cancel(request: HttpRequest, run_id: int) -> Any:
+    run = get_object_or_404(TrainingRun, pk=run_id)
+    try:
+        services.training_run_cancel(run=run)
+    except services.RunStateError as exc:
+        return 409, {"detail": str(exc)}
+    return 200, run_out(run)
+
+
+@router.post("/runs/{run_id}/resume", response={202: RunOut, 404: ErrorOut, 409: ErrorOut, 503: ErrorOut})
+def run_resume(request: HttpRequest, run_id: int) -> Any:
+    run = get_object_or_404(TrainingRun, pk=run_id)
+    try:
+        services.training_run_resume(run=run)
+    except services.RunStateError as exc:
+        return 409, {"detail": str(exc)}
+    except services.QueueUnavailable as exc:
+        return 503, {"detail": str(exc)}
+    return 202, run_out(run)
+
+
+@router.get("/models", response=list[ModelOut])
+def models_list(request: HttpRequest) -> Any:
+    return [
+        {
+            "id": v.pk,
+            "name": v.name,
+            "path": v.path,
+            "parent": v.parent.name if v.parent else None,
+            "trained_by_run": v.trained_by_id,
+            "is_default": v.is_default,
+            "created_at": v.created_at,
+        }
+        for v in ModelVersion.objects.select_related("parent").order_by("id")
+    ]
+
+
+@router.post("/generations", response={202: GenerationOut, 400: ErrorOut, 404: ErrorOut, 503: ErrorOut})
+def generation_start(request: HttpRequest, payload: GenerationIn) -> Any:
+    options = payload.dict()
+    version = _version(options.pop("model_version"))
+    try:
+        run = services.generation_run_start(model_version=version, user=request.user, **options)  # type: ignore[arg-type]
+    except services.QueueUnavailable as exc:
+        return 503, {"detail": str(exc)}
+    except ValueError as exc:
+        return 400, {"detail": str(exc)}
+    return 202, generation_out(run)
+
+
+@router.get("/generations/{run_id}", response={200: GenerationOut, 404: ErrorOut})
+def generation_detail(request: HttpRequest, run_id: int) -> Any:
+    return 200, generation_out(services.generation_run_observe(run_id=run_id))

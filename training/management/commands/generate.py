@@ -1,0 +1,56 @@
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from training import services
+from training.management.commands._runs import version_named, wait
+from training.models import GenerationRun
+
+
+class Command(BaseCommand):
+    help = (
+        "Queue a generation round (a worker samples it: manage.py rqworker gpu); its pairs join the "
+        "annotators' queue. Prints the run's id; --wait waits until it ends."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--model", default=None, help="model version (default: the newest)")
+        parser.add_argument(
+            "--prompts", default="all", help="all | new:DATE | tag:TAG | unpaired (prompts without an open comparison)"
+        )
+        parser.add_argument("--n", type=int, default=None, help="completions per prompt (default 2 when self-paired)")
+        parser.add_argument("--pairing", choices=GenerationRun.Pairing.values, default=None)
+        parser.add_argument("--temperature", type=float, default=0.7)
+        parser.add_argument("--top-p", type=float, default=0.95)
+        parser.add_argument("--max-new-tokens", type=int, default=256)
+        parser.add_argument("--max-prompts", type=int, default=None)
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--wait", action="store_true", help="wait until the round ends")
+
+    def handle(self, *args: object, **options: object) -> None:
+        from django.utils.dateparse import parse_datetime
+
+        selection, _, value = str(options["prompts"]).partition(":")
+        since = None
+        if selection == "new":
+            since = parse_datetime(value) or parse_datetime(f"{value}T00:00:00+00:00")
+            if since is None:
+                raise CommandError(f"--prompts new:{value}: use a date, e.g. new:2026-11-25")
+        try:
+            run = services.generation_run_start(
+                model_version=version_named(options["model"], services.latest_model_version),  # type: ignore[arg-type]
+                prompts=selection,
+                since=since,
+                tag=value if selection == "tag" else "",
+                pairing=options["pairing"],  # type: ignore[arg-type]
+                n=options["n"],  # type: ignore[arg-type]
+                temperature=float(options["temperature"]),  # type: ignore[arg-type]
+                top_p=float(options["top_p"]),  # type: ignore[arg-type]
+                max_new_tokens=int(options["max_new_tokens"]),  # type: ignore[call-overload]
+                max_prompts=options["max_prompts"],  # type: ignore[arg-type]
+                seed=int(options["seed"]),  # type: ignore[call-overload]
+            )
+        except (services.QueueUnavailable, ValueError) as exc:
+            raise CommandError(str(exc)) from exc
+        self.stdout.write(f"generation run {run.pk} queued")
+        if options["wait"]:
+            done = wait(lambda: services.generation_run_observe(run_id=run.pk), self.stdout, f"generation run {run.pk}")
+            self.stdout.write(f"{done.comparisons_created} new comparisons in the queue")  # type: ignore[attr-defined]

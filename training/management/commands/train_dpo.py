@@ -1,0 +1,56 @@
+from datetime import UTC, datetime
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils.dateparse import parse_datetime
+
+from dpo_engine.config import add_config_arguments
+from training import services
+from training.management.commands._runs import version_named, wait
+
+ENGINE_OWNED = ("data", "eval_data", "model", "out", "resume", "device")
+
+
+class Command(BaseCommand):
+    help = (
+        "Queue a DPO run on the judgements (a worker trains it: manage.py rqworker gpu). "
+        "Prints the run's id; with --wait, waits and prints the new model version's name last."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--base", default=None, help="model version to start from (default: the newest)")
+        parser.add_argument("--since", default=None, help="only judgements made since this date/time")
+        parser.add_argument("--min-agreement", type=float, default=0.0, help="keep pairs at least this agreed")
+        parser.add_argument("--exclude-annotator", action="append", default=[], metavar="NAME")
+        parser.add_argument("--wait", action="store_true", help="wait until the run ends")
+        add_config_arguments(parser.add_argument_group("training (dpo_engine)"), exclude=ENGINE_OWNED, only_given=True)
+
+    def handle(self, *args: object, **options: object) -> None:
+        hyper = {k: options[k] for k in _engine_fields() if k in options}
+        since = None
+        if options["since"]:
+            since = parse_datetime(str(options["since"])) or parse_datetime(f"{options['since']}T00:00:00")
+            if since is None:
+                raise CommandError(f"--since {options['since']!r}: use a date or a date and time")
+            since = since if since.tzinfo else since.replace(tzinfo=UTC)
+        try:
+            run = services.training_run_start(
+                base_version=version_named(options["base"], services.latest_model_version),  # type: ignore[arg-type]
+                hyperparameters=hyper,
+                since=since,
+                min_agreement=float(options["min_agreement"]),  # type: ignore[arg-type]
+                exclude_annotators=list(options["exclude_annotator"]),  # type: ignore[call-overload]
+            )
+        except (services.QueueUnavailable, ValueError) as exc:
+            raise CommandError(str(exc)) from exc
+        self.stdout.write(f"training run {run.pk} queued at {datetime.now(UTC):%H:%M:%S}")
+        if options["wait"]:
+            wait(lambda: services.training_run_observe(run_id=run.pk), self.stdout, f"training run {run.pk}")
+            self.stdout.write(run.base_version.__class__.objects.get(trained_by=run).name)
+
+
+def _engine_fields() -> list[str]:
+    import dataclasses
+
+    from dpo_engine.config import TrainConfig
+
+    return [f.name for f in dataclasses.fields(TrainConfig) if f.name not in ENGINE_OWNED]

@@ -1,0 +1,146 @@
+"""Model versions, and the training and generation runs that make and use them."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from annotate.models import Judgement
+
+
+class ModelVersion(models.Model):
+    name = models.CharField(max_length=200, unique=True)
+    path = models.CharField(max_length=1000, help_text="Where the weights are: a built-in name, a hub id or a folder.")
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
+    trained_by = models.OneToOneField(
+        "TrainingRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="produced_version"
+    )
+    is_default = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+FINISHED = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
+
+
+class RunBase(models.Model):
+    """What training and generation runs share: status, progress, heartbeat, errors, the RQ job."""
+
+    status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True)
+    progress_step = models.PositiveIntegerField(default=0)
+    progress_total = models.PositiveIntegerField(default=0)
+    eta_seconds = models.FloatField(null=True, blank=True)
+    log_tail = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    traceback = models.TextField(blank=True)
+    rq_job_id = models.CharField(max_length=100, blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+        ordering = ["-id"]
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED
+
+    @property
+    def percent(self) -> float:
+        if self.status == RunStatus.SUCCEEDED:
+            return 100.0
+        return 100.0 * self.progress_step / self.progress_total if self.progress_total else 0.0
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at is None:
+            return None
+        from django.utils import timezone
+
+        return ((self.finished_at or timezone.now()) - self.started_at).total_seconds()
+
+
+class TrainingRun(RunBase):
+    base_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="training_runs")
+    hyperparameters = models.JSONField(default=dict, help_text="TrainConfig fields that differ from the defaults.")
+    out_dir = models.CharField(max_length=1000, blank=True)
+    dataset_path = models.CharField(max_length=1000, blank=True)
+    dataset_sha256 = models.CharField(max_length=64, blank=True)
+    dataset_rows = models.PositiveIntegerField(default=0)
+    dataset_filters = models.JSONField(default=dict, blank=True)
+    judgements = models.ManyToManyField(Judgement, blank=True, related_name="training_runs")
+    eval_before = models.JSONField(default=dict, blank=True)
+    eval_after = models.JSONField(default=dict, blank=True)
+    resumed_count = models.PositiveSmallIntegerField(default=0)
+
+    class Meta(RunBase.Meta):
+        pass
+
+    def __str__(self) -> str:
+        return f"Training run {self.pk}"
+
+
+class TrainingMetric(models.Model):
+    run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="metrics")
+    step = models.PositiveIntegerField()
+    values = models.JSONField()
+
+    class Meta:
+        ordering = ["step"]
+        constraints = [models.UniqueConstraint(fields=["run", "step"], name="one_metric_row_per_step")]
+
+    def __str__(self) -> str:
+        return f"Run {self.run_id} step {self.step}"
+
+
+class GenerationRun(RunBase):
+    class Prompts(models.TextChoices):
+        ALL = "all", "All prompts"
+        NEW = "new", "Prompts added since a date"
+        TAG = "tag", "Prompts with a tag"
+        UNPAIRED = "unpaired", "Prompts without an open comparison"
+
+    class Pairing(models.TextChoices):
+        PARENT = "parent", "Against the parent version on the same prompt"
+        SELF = "self", "Two samples of this version"
+
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="generation_runs")
+    prompts = models.CharField(max_length=10, choices=Prompts.choices, default=Prompts.ALL)
+    since = models.DateTimeField(null=True, blank=True)
+    tag = models.CharField(max_length=100, blank=True)
+    pairing = models.CharField(max_length=10, choices=Pairing.choices, default=Pairing.PARENT)
+    n = models.PositiveSmallIntegerField(default=1, help_text="Completions per prompt from this version.")
+    temperature = models.FloatField(default=0.7)
+    top_p = models.FloatField(default=0.95)
+    max_new_tokens = models.PositiveIntegerField(default=256)
+    seed = models.IntegerField(default=0)
+    max_prompts = models.PositiveIntegerField(null=True, blank=True)
+    round = models.PositiveIntegerField(default=1)
+    after_training = models.ForeignKey(
+        TrainingRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="next_generation"
+    )
+    completions_created = models.PositiveIntegerField(default=0)
+    comparisons_created = models.PositiveIntegerField(default=0)
+
+    class Meta(RunBase.Meta):
+        pass
+
+    def __str__(self) -> str:
+        return f"Generation run {self.pk}"

@@ -1,0 +1,20 @@
+from django.urls import path
+
+from training import views
+
+app_name = "training"
+urlpatterns = [
+    path("", views.runs_page, name="runs"),
+    path("runs/new/", views.training_run_new, name="run_new"),
+    path("runs/<int:run_id>/", views.training_run_page, name="run"),
+    path("runs/<int:run_id>/live/", views.training_run_live, name="run_live"),
+    path("runs/<int:run_id>/cancel/", views.training_run_cancel, name="run_cancel"),
+    path("runs/<int:run_id>/resume/", views.training_run_resume, name="run_resume"),
+    path("generations/<int:run_id>/", views.generation_run_page, name="generation"),
+    path("generations/<int:run_id>/live/", views.generation_run_live, name="generation_live"),
+    path("generations/<int:run_id>/cancel/", views.generation_run_cancel, name="generation_cancel"),
+    path("models/", views.versions_page, name="versions"),
+    path("models/<int:version_id>/", views.version_page, name="version"),
+    path("models/<int:version_id>/next-round/", views.version_next_round, name="version_next_round"),
+    path("leaderboard/", views.leaderboard_page, name="leaderboard"),
+]

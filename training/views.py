@@ -1,0 +1,264 @@
+"""The staff's training pages: runs, starting and watching a run, model versions, generation rounds.
+
+Each view parses the request, calls one service or selector, and renders. A run's page polls its
+live partial through htmx every two seconds while the run is queued or running; the partial it
+gets back for a finished run carries no trigger, so the polling stops by itself. Every form also
+works as a plain POST with a redirect.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.http import HttpResponse, HttpResponseBase
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from annotate.views import AuthedRequest, content_security_policy, staff_required
+from training import selectors, services
+from training.forms import WARMUP_NOTE, GenerationRunForm, TrainingRunForm
+from training.leaderboard import leaderboard
+from training.models import GenerationRun, ModelVersion, TrainingRun
+
+POLL_SECONDS = 2
+
+
+def _messages(request: AuthedRequest) -> list[tuple[str, str]]:
+    return [(str(m), m.level_tag or "info") for m in messages.get_messages(request)]
+
+
+# Runs -----------------------------------------------------------------------------------
+
+
+@content_security_policy
+@staff_required
+@require_GET
+def runs_page(request: AuthedRequest) -> HttpResponse:
+    context = {"overview": selectors.runs_overview(), "section": "training", "flashes": _messages(request)}
+    return render(request, "training/runs.html", context)
+
+
+@content_security_policy
+@staff_required
+@require_http_methods(["GET", "POST"])
+def training_run_new(request: AuthedRequest) -> HttpResponseBase:
+    if request.method == "GET":
+        return _render_start_form(request, TrainingRunForm())
+    form = TrainingRunForm(request.POST)
+    if not form.is_valid():
+        return _render_start_form(request, form, status=400)
+    data = form.cleaned_data
+    try:
+        run = services.training_run_start(
+            base_version=data["base_version"],
+            hyperparameters=form.hyperparameters(),
+            since=data["since"],
+            min_agreement=data["min_agreement"],
+            exclude_annotators=data["exclude_annotators"],
+            user=request.user,
+        )
+    except services.QueueUnavailable as exc:
+        form.add_error(None, f"Not started: {exc}")
+        return _render_start_form(request, form, status=503)
+    except ValueError as exc:
+        form.add_error(None, f"Not started: {exc}")
+        return _render_start_form(request, form, status=400)
+    messages.success(request, f"{run} is queued; a worker on the gpu queue picks it up.")
+    return redirect("training:run", run_id=run.pk)
+
+
+def _render_start_form(request: AuthedRequest, form: TrainingRunForm, *, status: int = 200) -> HttpResponse:
+    context = {"form": form, "section": "training", "warmup_note": WARMUP_NOTE.strip()}
+    return render(request, "training/run_new.html", context, status=status)
+
+
+def _training_context(request: AuthedRequest, run_id: int, **extra: Any) -> dict[str, Any]:
+    return {
+        "detail": selectors.training_run_detail(run_id=run_id),
+        "poll_seconds": POLL_SECONDS,
+        "section": "training",
+        "flashes": _messages(request),
+        "warmup_note": WARMUP_NOTE.strip(),
+        **extra,
+    }
+
+
+@content_security_policy
+@staff_required
+@require_GET
+def training_run_page(request: AuthedRequest, run_id: int) -> HttpResponse:
+    return render(request, "training/run.html", _training_context(request, run_id))
+
+
+@content_security_policy
+@staff_required
+@require_GET
+def training_run_live(request: AuthedRequest, run_id: int) -> HttpResponse:
+    """The part of the run page that changes while it trains; htmx polls it."""
+    return render(request, "training/_run_live.html", _training_context(request, run_id))
+
+
+def _after_run_action(
+    request: AuthedRequest, run: TrainingRun | GenerationRun, *, message: str, level: str, status: int = 200
+) -> HttpResponseBase:
+    """Answer htmx with the fresh live partial and its message, a plain POST with a redirect.
+
+    A refusal answers htmx with 409, which base.html's htmx config swaps in (it swaps no 5xx).
+    """
+    is_training = isinstance(run, TrainingRun)
+    if not request.htmx:
+        messages.add_message(request, messages.SUCCESS if level == "success" else messages.ERROR, message)
+        return redirect("training:run" if is_training else "training:generation", run_id=run.pk)
+    flashes = [(message, level)]
+    if is_training:
+        context = _training_context(request, run.pk, flashes=flashes)
+        return render(request, "training/_run_live.html", context, status=status)
+    context = _generation_context(request, run.pk, flashes=flashes)
+    return render(request, "training/_generation_live.html", context, status=status)
+
+
+@content_security_policy
+@staff_required
+@require_POST
+def training_run_cancel(request: AuthedRequest, run_id: int) -> HttpResponseBase:
+    run = get_object_or_404(TrainingRun, pk=run_id)
+    try:
+        services.training_run_cancel(run=run)
+    except services.RunStateError as exc:
+        return _after_run_action(request, run, message=f"Not cancelled: {exc}.", level="error", status=409)
+    message = "Cancelled." if run.is_finished else "Cancelling: the worker stops after the current step."
+    return _after_run_action(request, run, message=message, level="success")
+
+
+@content_security_policy
+@staff_required
+@require_POST
+def training_run_resume(request: AuthedRequest, run_id: int) -> HttpResponseBase:
+    run = get_object_or_404(TrainingRun, pk=run_id)
+    try:
+        services.training_run_resume(run=run)
+    except services.QueueUnavailable as exc:
+        return _after_run_action(request, run, message=f"Not resumed: {exc}", level="error", status=409)
+    except services.RunStateError as exc:
+        return _after_run_action(request, run, message=f"Not resumed: {exc}.", level="error", status=409)
+    return _after_run_action(
+        request, run, message="Queued again: it continues from its newest checkpoint.", level="success"
+    )
+
+
+# Generation runs ------------------------------------------------------------------------
+
+
+def _generation_context(request: AuthedRequest, run_id: int, **extra: Any) -> dict[str, Any]:
+    return {
+        "run": selectors.generation_run_detail(run_id=run_id),
+        "poll_seconds": POLL_SECONDS,
+        "section": "training",
+        "flashes": _messages(request),
+        **extra,
+    }
+
+
+@content_security_policy
+@staff_required
+@require_GET
+def generation_run_page(request: AuthedRequest, run_id: int) -> HttpResponse:
+    return render(request, "training/generation.html", _generation_context(request, run_id))
+
+
+@content_security_policy
+@staff_required
+@require_GET
+def generation_run_live(request: AuthedRequest, run_id: int) -> HttpResponse:
+    return render(request, "training/_generation_live.html", _generation_context(request, run_id))
+
+
+@content_security_policy
+@staff_required
+@require_POST
+def generation_run_cancel(request: AuthedRequest, run_id: int) -> HttpResponseBase:
+    run = get_object_or_404(GenerationRun, pk=run_id)
+    try:
+        services.training_run_cancel(run=run)
+    except services.RunStateError as exc:
+        return _after_run_action(request, run, message=f"Not cancelled: {exc}.", level="error", status=409)
+    message = "Cancelled." if run.is_finished else "Cancelling: the worker stops after the current batch."
+    return _after_run_action(request, run, message=message, level="success")
+
+
+# Model versions -------------------------------------------------------------------------
+
+
+@content_security_policy
+@staff_required
+@require_GET
+def versions_page(request: AuthedRequest) -> HttpResponse:
+    context = {"rows": selectors.model_versions_overview(), "section": "models"}
+    return render(request, "training/versions.html", context)
+
+
+def _render_version(
+    request: AuthedRequest, version_id: int, form: GenerationRunForm | None = None, *, status: int = 200
+) -> HttpResponse:
+    detail = selectors.model_version_detail(version_id=version_id)
+    context = {
+        "detail": detail,
+        "form": form or GenerationRunForm(version=detail.version),
+        "section": "models",
+        "flashes": _messages(request),
+    }
+    return render(request, "training/version.html", context, status=status)
+
+
+@content_security_policy
+@staff_required
+@require_http_methods(["GET", "POST"])
+def version_page(request: AuthedRequest, version_id: int) -> HttpResponseBase:
+    """The version, its lineage and runs; its form POSTs a generation round."""
+    if request.method == "GET":
+        return _render_version(request, version_id)
+    version = get_object_or_404(ModelVersion, pk=version_id)
+    form = GenerationRunForm(request.POST, version=version)
+    if not form.is_valid():
+        return _render_version(request, version_id, form, status=400)
+    try:
+        run = services.generation_run_start(model_version=version, user=request.user, **form.options())
+    except services.QueueUnavailable as exc:
+        form.add_error(None, f"Not started: {exc}")
+        return _render_version(request, version_id, form, status=503)
+    except ValueError as exc:
+        form.add_error(None, f"Not started: {exc}")
+        return _render_version(request, version_id, form, status=400)
+    messages.success(request, f"{run} is queued; its comparisons reach the annotators when it finishes.")
+    return redirect("training:generation", run_id=run.pk)
+
+
+@content_security_policy
+@staff_required
+@require_POST
+def version_next_round(request: AuthedRequest, version_id: int) -> HttpResponseBase:
+    """Train on the judgements since the last run, then let the new version generate the next round."""
+    version = get_object_or_404(ModelVersion, pk=version_id)
+    try:
+        train_run, gen_run = services.next_round_start(base_version=version, user=request.user)
+    except (services.QueueUnavailable, ValueError) as exc:
+        messages.error(request, f"Next round not started: {exc}")
+        return redirect("training:version", version_id=version.pk)
+    messages.success(
+        request, f"Next round: {train_run} is queued, and {gen_run} follows with the version it produces."
+    )
+    return redirect("training:run", run_id=train_run.pk)
+
+
+# Leaderboard ----------------------------------------------------------------------------
+
+
+@content_security_policy
+@staff_required
+@require_GET
+def leaderboard_page(request: AuthedRequest) -> HttpResponse:
+    raw = request.GET.get("exclude", "")
+    excluded = [name.strip() for name in raw.split(",") if name.strip()]
+    context = {"board": leaderboard(exclude_annotators=excluded), "exclude": raw, "section": "models"}
+    return render(request, "training/leaderboard.html", context)
