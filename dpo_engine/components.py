@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -65,7 +66,8 @@ class Reference:
     @classmethod
     def frozen(cls, model: PreTrainedModel, *, device: torch.device, dtype: torch.dtype) -> Reference:
         ref = cls("frozen", device=device, dtype=dtype)
-        frozen = copy.deepcopy(model).to(dtype=dtype).eval()
+        frozen: Any = copy.deepcopy(model)
+        frozen = frozen.to(dtype=dtype).eval()
         frozen.requires_grad_(False)
         ref.module = SequenceLogps(frozen)
         return ref
@@ -81,7 +83,7 @@ class Reference:
     def precomputed(
         cls,
         model: PreTrainedModel,
-        splits: dict[str, Sequence[TokenizedPair]],
+        splits: Mapping[str, Sequence[TokenizedPair]],
         *,
         batch_size: int,
         pad_token_id: int,
@@ -131,8 +133,9 @@ def save_final(
         full = get_model_state_dict(wrapped, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
         state_dict = {k.removeprefix("model."): v for k, v in full.items()}
     if ctx.is_main:
-        export = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+        unwrapped: Any = model
+        export = unwrapped.merge_and_unload() if hasattr(unwrapped, "merge_and_unload") else unwrapped
         path.mkdir(parents=True, exist_ok=True)
-        export.save_pretrained(path, state_dict=state_dict)  # type: ignore[operator]
+        export.save_pretrained(path, state_dict=state_dict)
         tokenizer.save_pretrained(path)
     ctx.barrier()

@@ -63,13 +63,14 @@ class _LinearLogProb(torch.autograd.Function):
         return grad_hidden, None if grad_weight is None else grad_weight.to(ctx.weight_dtype), None, None
 
 
-def _causal_lm(model: nn.Module) -> nn.Module:
-    """The transformers model under DDP / FSDP / PEFT wrappers."""
-    while hasattr(model, "module") and not hasattr(model, "get_output_embeddings"):
-        model = model.module
-    if hasattr(model, "get_base_model"):
-        model = model.get_base_model()
-    return model
+def _causal_lm(model: nn.Module) -> Any:
+    """The transformers model under DDP / FSDP / PEFT wrappers (typed ``Any``: its API is transformers')."""
+    inner: Any = model
+    while hasattr(inner, "module") and not hasattr(inner, "get_output_embeddings"):
+        inner = inner.module
+    if hasattr(inner, "get_base_model"):
+        inner = inner.get_base_model()
+    return inner
 
 
 def supports_fused_head(model: nn.Module) -> bool:

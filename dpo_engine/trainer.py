@@ -273,8 +273,9 @@ def _train(config: TrainConfig, callbacks: TrainCallbacks, ctx: DistContext) -> 
 def _clip(wrapped: nn.Module, max_norm: float) -> float:
     """Clip (when ``max_norm`` > 0) and return the global gradient norm before clipping."""
     params = [p for p in wrapped.parameters() if p.grad is not None]
-    if hasattr(wrapped, "clip_grad_norm_"):  # FSDP: the norm spans all shards
-        return float(wrapped.clip_grad_norm_(max_norm if max_norm > 0 else float("inf")))
+    fsdp: Any = wrapped
+    if hasattr(fsdp, "clip_grad_norm_"):  # FSDP: the norm spans all shards
+        return float(fsdp.clip_grad_norm_(max_norm if max_norm > 0 else float("inf")))
     return float(nn.utils.clip_grad_norm_(params, max_norm if max_norm > 0 else float("inf")))
 
 
