@@ -261,7 +261,24 @@ def assignment_next(*, annotator: User) -> Assignment | None:
     it picks the oldest comparison they have not seen that has a free slot, counting live
     leases as taken. On PostgreSQL the candidate row is locked ``FOR UPDATE SKIP LOCKED`` so
     concurrent annotators take different comparisons without waiting on each other.
+
+    Two requests of the same annotator can both pick a comparison before either commits (the
+    row lock is released by the first commit and the second statement's snapshot predates it);
+    the unique (comparison, annotator) constraint refuses the second lease, and the retry then
+    finds the first one as the annotator's own open assignment.
     """
+    for _ in range(_LEASE_ATTEMPTS - 1):
+        try:
+            return _assignment_take(annotator)
+        except IntegrityError:
+            continue
+    return _assignment_take(annotator)
+
+
+_LEASE_ATTEMPTS = 4
+
+
+def _assignment_take(annotator: User) -> Assignment | None:
     now = timezone.now()
     lease = timedelta(seconds=settings.DUET_LEASE_SECONDS)
     with transaction.atomic():

@@ -198,7 +198,7 @@ def worker(runs_dir: Path, tmp_path: Path) -> Iterator[Worker]:
 
 @pytest.fixture
 def wait_for() -> Callable[..., None]:
-    def wait(condition: Callable[[], bool], *, timeout: float = 120, what: str = "condition") -> None:
+    def wait(condition: Callable[[], bool], *, timeout: float = 300, what: str = "condition") -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if condition():
