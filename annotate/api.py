@@ -108,7 +108,6 @@ def comparison_next(request: HttpRequest) -> Any:
     assignment = services.assignment_next(annotator=request.user)  # type: ignore[arg-type]
     if assignment is None:
         return 204, None
-    assignment = services.selectors.assignment_for_display(assignment_id=assignment.id)
     return 200, {
         "id": assignment.comparison_id,
         "prompt": assignment.comparison.prompt.messages,

@@ -94,8 +94,6 @@ def _card_context(
 ) -> dict[str, Any]:
     """Lease the annotator's next comparison and gather what its card shows."""
     assignment: Assignment | None = services.assignment_next(annotator=request.user)
-    if assignment is not None:
-        assignment = selectors.assignment_for_display(assignment_id=assignment.id)
     shown = (
         initial
         if assignment is not None and initial and initial.get("comparison_id") == assignment.comparison_id

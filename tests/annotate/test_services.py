@@ -81,6 +81,7 @@ def test_import_prompts_dedupes_by_content(write_jsonl):
     assert (result.records, result.prompts_created) == (3, 2)
 
 
+@pytest.mark.usefixtures("hot_path")
 def test_assignment_gives_the_oldest_open_comparison():
     first, _ = ComparisonFactory.create_batch(2)
     assignment = services.assignment_next(annotator=UserFactory())
@@ -88,6 +89,7 @@ def test_assignment_gives_the_oldest_open_comparison():
     assert {assignment.left_id, assignment.right_id} == {first.completion_a_id, first.completion_b_id}
 
 
+@pytest.mark.usefixtures("hot_path")
 def test_assignment_is_stable_until_judged():
     ComparisonFactory.create_batch(2)
     user = UserFactory()
@@ -95,12 +97,14 @@ def test_assignment_is_stable_until_judged():
     assert services.assignment_next(annotator=user).id == first.id
 
 
+@pytest.mark.usefixtures("hot_path")
 def test_a_leased_comparison_is_not_given_to_a_second_annotator_when_k_is_1():
     ComparisonFactory()
     services.assignment_next(annotator=UserFactory())
     assert services.assignment_next(annotator=UserFactory()) is None
 
 
+@pytest.mark.usefixtures("hot_path")
 def test_an_expired_lease_frees_the_slot():
     ComparisonFactory()
     services.assignment_next(annotator=UserFactory())
@@ -108,6 +112,7 @@ def test_an_expired_lease_frees_the_slot():
     assert services.assignment_next(annotator=UserFactory()) is not None
 
 
+@pytest.mark.usefixtures("hot_path")
 def test_an_annotator_never_sees_a_judged_comparison_again():
     comparison = ComparisonFactory(target_judgements=3)
     user = UserFactory()
@@ -116,12 +121,54 @@ def test_an_annotator_never_sees_a_judged_comparison_again():
     assert services.assignment_next(annotator=user) is None
 
 
+@pytest.mark.usefixtures("hot_path")
 def test_side_order_is_randomised_per_annotator():
     comparison = ComparisonFactory(target_judgements=40)
     lefts = {services.assignment_next(annotator=UserFactory()).left_id for _ in range(40)}
     assert lefts == {comparison.completion_a_id, comparison.completion_b_id}
 
 
+@pytest.mark.usefixtures("hot_path")
+def test_an_assignment_comes_with_its_card_loaded(django_assert_num_queries):
+    comparison = ComparisonFactory()
+    assignment = services.assignment_next(annotator=UserFactory())
+    texts = {
+        comparison.completion_a_id: comparison.completion_a.text,
+        comparison.completion_b_id: comparison.completion_b.text,
+    }
+    with django_assert_num_queries(0):
+        shown = (assignment.comparison.prompt.messages, assignment.left.text, assignment.right.text)
+    assert shown == (comparison.prompt.messages, texts[assignment.left_id], texts[assignment.right_id])
+
+
+@pytest.mark.usefixtures("hot_path")
+def test_an_own_lease_on_a_comparison_others_filled_is_closed():
+    filled, second = ComparisonFactory.create_batch(2)
+    slow, fast = UserFactory(), UserFactory()
+    services.assignment_next(annotator=slow)
+    Assignment.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    services.assignment_next(annotator=fast)
+    _judge(fast, filled)
+    assert services.assignment_next(annotator=slow).comparison_id == second.id
+    assert Assignment.objects.get(annotator=slow, comparison=filled).skipped_at is not None
+
+
+@pytest.mark.usefixtures("hot_path")
+def test_judging_without_a_lease_records_the_sides_shown():
+    comparison = ComparisonFactory()
+    user = UserFactory()
+    services.judgement_record(
+        annotator=user,
+        comparison_id=comparison.id,
+        left_id=comparison.completion_b_id,
+        right_id=comparison.completion_a_id,
+        choice="left",
+    )
+    lease = Assignment.objects.get(annotator=user, comparison=comparison)
+    assert (lease.left_id, lease.judged_at is not None) == (comparison.completion_b_id, True)
+
+
+@pytest.mark.usefixtures("hot_path")
 def test_judgement_records_winner_and_counts():
     comparison = ComparisonFactory()
     user = UserFactory()
@@ -138,6 +185,7 @@ def test_judgement_records_winner_and_counts():
     assert (judgement.winner_id, comparison.judgement_count) == (comparison.completion_b_id, 1)
 
 
+@pytest.mark.usefixtures("hot_path")
 def test_second_judgement_by_the_same_annotator_conflicts():
     comparison = ComparisonFactory(target_judgements=2)
     user = UserFactory()
@@ -148,6 +196,7 @@ def test_second_judgement_by_the_same_annotator_conflicts():
     assert comparison.judgement_count == 1
 
 
+@pytest.mark.usefixtures("hot_path")
 def test_a_full_comparison_refuses_more_judgements():
     comparison = ComparisonFactory(target_judgements=1)
     _judge(UserFactory(), comparison)
@@ -170,6 +219,7 @@ def test_invalid_judgements_are_refused(kwargs, message):
         _judge(UserFactory(), comparison, **{"choice": "left", **kwargs})
 
 
+@pytest.mark.usefixtures("hot_path")
 def test_judgement_must_name_the_comparisons_completions():
     comparison, other = ComparisonFactory.create_batch(2)
     with pytest.raises(services.JudgementInvalid, match="two completions"):
@@ -182,6 +232,7 @@ def test_judgement_must_name_the_comparisons_completions():
         )
 
 
+@pytest.mark.usefixtures("hot_path")
 def test_undo_removes_the_last_judgement_and_brings_it_back():
     first, _second = ComparisonFactory.create_batch(2)
     user = UserFactory()
@@ -193,6 +244,7 @@ def test_undo_removes_the_last_judgement_and_brings_it_back():
     assert services.assignment_next(annotator=user).id == assignment.id
 
 
+@pytest.mark.usefixtures("hot_path")
 def test_skip_moves_on_and_never_returns():
     first, second = ComparisonFactory.create_batch(2)
     user = UserFactory()
