@@ -5,11 +5,15 @@
 
 Each trainer runs in its own child process (so peak RSS / CUDA memory belong to it alone) on the
 same synthetic conversational pairs, with the same batch size, max length, loss (sigmoid), beta,
-learning rate and optimiser family (AdamW, TRL's default); everything else is each trainer's own
-default (TRL: gradient checkpointing on, frozen reference copy; engine: frozen reference copy,
-shared-prompt packing, fused chunked log-probs). Throughput is measured from the end of step 1 to
-the end of the last step, identically for both (step 1 pays one-off warm-up costs); tokens are the
-tokens of both full sequences (prompt + chosen, prompt + rejected), as TRL counts them.
+learning rate and optimiser family (AdamW, TRL's default). TRL keeps its own defaults otherwise
+(gradient checkpointing on, a frozen reference copy, padded batches). The engine runs as set by
+the ``--engine-*`` flags, by default with its own defaults: no gradient checkpointing, reference log-probs scored once
+before step 1 with the policy's own weights (no second copy in memory), one pair per packed row
+(the prompt encoded once for both completions, attention within the pair), fused chunked
+log-probs. Throughput is measured from the end of step 1 to the end of the last step, identically
+for both (step 1 pays one-off warm-up costs), plus, for the engine, the whole reference scoring
+pass; tokens are the tokens of both full sequences (prompt + chosen, prompt + rejected), as TRL
+counts them.
 
 The first step's ``logps/chosen`` / ``logps/rejected`` (before any update) must agree: that checks
 both score the same tokens. On CUDA both use bf16 autocast and the script also prints MFU.
@@ -21,6 +25,7 @@ import argparse
 import json
 import os
 import random
+import re
 import resource
 import subprocess
 import sys
@@ -150,13 +155,21 @@ def run_engine(args: argparse.Namespace, data: Path, model_path: str, out: Path)
         grad_accum=1,
         max_length=args.max_length,
         max_prompt_length=None,
-        reference="frozen",
+        reference=args.engine_reference,
         gradient_checkpointing=args.engine_checkpointing,
         log_every=10**9,
+        pack_tokens=args.engine_pack_tokens,
     )
+    precompute: list[float] = []
+
+    def on_log(line: str) -> None:
+        if found := re.match(r"precomputed reference log-probs in ([0-9.]+)s", line):
+            precompute.append(float(found.group(1)))
+
     started = time.perf_counter()
-    train(config, callbacks=TrainCallbacks(on_metrics=on_metrics, on_log=lambda line: None))
-    return {"stamps": stamps, "first": first, "total_s": time.perf_counter() - started}
+    train(config, callbacks=TrainCallbacks(on_metrics=on_metrics, on_log=on_log))
+    # Scoring the reference before step 1 is work TRL does inside its steps: it counts in the timed window.
+    return {"stamps": stamps, "first": first, "total_s": time.perf_counter() - started, "extra_s": sum(precompute)}
 
 
 def run_trl(args: argparse.Namespace, data: Path, model_path: str, out: Path, device: str) -> dict:
@@ -222,7 +235,7 @@ def child(args: argparse.Namespace) -> None:
             result = run_trl(args, data, model_path, Path(tmp), device)
     stamps = result["stamps"]
     timed_steps = len(stamps) - 1
-    seconds = stamps[-1] - stamps[0]
+    seconds = stamps[-1] - stamps[0] + result.get("extra_s", 0.0)
     pairs_per_s = timed_steps * args.batch_size / seconds
     n_params = sum(
         p.numel() for p in __import__("transformers").AutoModelForCausalLM.from_pretrained(model_path).parameters()
@@ -265,8 +278,21 @@ def main() -> None:
     parser.add_argument(
         "--engine-checkpointing",
         action=argparse.BooleanOptionalAction,
-        default=True,
-        help="gradient checkpointing in the engine too (TRL's default is on)",
+        default=False,
+        help="gradient checkpointing in the engine too (TRL's default is on; it costs the engine time, saves memory)",
+    )
+    parser.add_argument(
+        "--engine-reference",
+        choices=["frozen", "precomputed"],
+        default="precomputed",
+        help="the engine's reference log-probs: a frozen copy (TRL's default), or scored once before step 1 "
+        "(the time counts in the engine's throughput)",
+    )
+    parser.add_argument(
+        "--engine-pack-tokens",
+        type=int,
+        default=512,
+        help="the engine's packed-row budget (512: one pair a row, so attention stays within a pair)",
     )
     parser.add_argument("--child", choices=["engine", "trl"], help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
@@ -307,6 +333,7 @@ def main() -> None:
                 str(args.max_length),
             ]
             cmd.append("--engine-checkpointing" if args.engine_checkpointing else "--no-engine-checkpointing")
+            cmd += ["--engine-reference", args.engine_reference, "--engine-pack-tokens", str(args.engine_pack_tokens)]
             done = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, TQDM_DISABLE="1"))
             line = next((ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")), None)
             if done.returncode != 0 or line is None:
@@ -317,7 +344,8 @@ def main() -> None:
     print(
         f"device: {eng['device']}{' ' + eng['gpu'] if eng['gpu'] else ''}; model {args.model} "
         f"({eng['n_params'] / 1e6:.0f}M params, full fine-tune); {args.pairs} pairs, batch {args.batch_size}, "
-        f"max length {args.max_length}, sigmoid loss, AdamW"
+        f"max length {args.max_length}, sigmoid loss, AdamW; engine: reference {args.engine_reference}, "
+        f"pack tokens {args.engine_pack_tokens}, gradient checkpointing {'on' if args.engine_checkpointing else 'off'}"
     )
     print(
         f"{'':8}{'pairs/s':>10}{'tokens/s':>11}{'peak MB':>10}{'wall s':>9}{'MFU':>12}"

@@ -59,8 +59,8 @@ class TrainConfig:
     reference: ReferenceMode = field(
         default="auto",
         metadata={"help": "Reference log-probs: 'frozen' copy of the start model, 'adapter-disabled' (LoRA only, "
-                  "no second copy), 'precomputed' once before step 1; 'auto' = adapter-disabled with LoRA, "
-                  "else frozen."},
+                  "no second copy), 'precomputed' once before step 1 with the start weights (no second copy, "
+                  "one pass however many epochs); 'auto' = adapter-disabled with LoRA, else precomputed."},
     )
     sft_epochs: int = field(
         default=0,
@@ -91,8 +91,9 @@ class TrainConfig:
         default=256, metadata={"help": "Max prompt tokens when a pair is too long; longer prompts keep their end."}
     )
     pack_tokens: int = field(
-        default=4096,
-        metadata={"help": "Token budget of one packed row (pairs are never split; a longer pair gets its own row)."},
+        default=512,
+        metadata={"help": "Token budget of one packed row (pairs are never split; a longer pair gets its own row). "
+                  "Attention is computed over whole rows, so longer rows cost quadratically more."},
     )
     lora_r: int = field(default=0, metadata={"help": "LoRA rank; 0 trains all weights."})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha (scaling = alpha / r)."})
@@ -150,9 +151,9 @@ class TrainConfig:
 
     @property
     def reference_mode(self) -> str:
-        """The resolved reference mode (``auto`` picks adapter-disabled with LoRA, frozen otherwise)."""
+        """The resolved reference mode (``auto`` picks adapter-disabled with LoRA, precomputed otherwise)."""
         if self.reference == "auto":
-            return "adapter-disabled" if self.lora_r > 0 else "frozen"
+            return "adapter-disabled" if self.lora_r > 0 else "precomputed"
         return self.reference
 
 

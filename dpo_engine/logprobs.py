@@ -18,6 +18,10 @@ from torch import Tensor, nn
 
 from dpo_engine.packing import PackedBatch
 
+# Rows of the LM head computed at once: [256, vocab] float32 is 48 MiB for a 49k vocabulary, small beside the
+# activations it coexists with at the start of the backward pass, and big enough for efficient matmuls.
+CHUNK_ROWS = 256
+
 _LOGIT_RESCALING = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier",
                     "lm_head_multiplier")
 
@@ -51,7 +55,8 @@ class _LinearLogProb(torch.autograd.Function):
         for start in range(0, hidden.shape[0], ctx.chunk):
             rows = slice(start, start + ctx.chunk)
             h = hidden[rows]
-            probs = torch.exp((h @ weight.T).float() - lse[rows, None])
+            # In place: this chunk's [rows, vocab] buffer is allocated once, when every activation is still alive.
+            probs = (h @ weight.T).float().sub_(lse[rows, None]).exp_()
             # d log p[target] / d logits = onehot(target) - softmax
             grad_logits = probs.mul_(-grad_out[rows, None])
             grad_logits.scatter_add_(1, targets[rows, None], grad_out[rows, None].float())
@@ -82,7 +87,7 @@ def supports_fused_head(model: nn.Module) -> bool:
     return type(head) is nn.Linear and head.bias is None and not rescaled and hasattr(lm, lm.base_model_prefix)
 
 
-def token_logps(model: nn.Module, batch: PackedBatch, *, chunk: int = 1024, fused: bool | None = None) -> Tensor:
+def token_logps(model: nn.Module, batch: PackedBatch, *, chunk: int = CHUNK_ROWS, fused: bool | None = None) -> Tensor:
     """Log-prob of every scored completion token [N] (float32), following ``batch.source_index``."""
     lm = _causal_lm(model)
     device_type = batch.input_ids.device.type
@@ -108,7 +113,9 @@ def token_logps(model: nn.Module, batch: PackedBatch, *, chunk: int = 1024, fuse
     return picked.log_softmax(-1).gather(1, batch.target_ids[:, None]).squeeze(1)
 
 
-def sequence_logps(model: nn.Module, batch: PackedBatch, *, chunk: int = 1024, fused: bool | None = None) -> Tensor:
+def sequence_logps(
+    model: nn.Module, batch: PackedBatch, *, chunk: int = CHUNK_ROWS, fused: bool | None = None
+) -> Tensor:
     """Summed completion log-probs per segment [2B] (chosen first, then rejected), float32."""
     per_token = token_logps(model, batch, chunk=chunk, fused=fused)
     sums = torch.zeros(batch.num_segments, dtype=torch.float32, device=per_token.device)
@@ -122,7 +129,7 @@ class SequenceLogps(nn.Module):
     computation, backbone and head, in one ``forward``.
     """
 
-    def __init__(self, model: nn.Module, *, chunk: int = 1024, fused: bool | None = None) -> None:
+    def __init__(self, model: nn.Module, *, chunk: int = CHUNK_ROWS, fused: bool | None = None) -> None:
         super().__init__()
         self.model = model
         self.chunk = chunk

@@ -68,7 +68,7 @@ def pack_pairs(
     pairs: Sequence[TokenizedPair],
     *,
     pad_token_id: int,
-    pack_tokens: int = 4096,
+    pack_tokens: int = 512,
     completions: str = "both",
 ) -> PackedBatch:
     """Pack ``pairs`` into rows of at most ``pack_tokens`` tokens (a longer pair gets a row of its own).
@@ -101,12 +101,18 @@ def pack_pairs(
     lengths = [completion_lengths[k * per_pair + j] for j in range(per_pair) for k in range(num_pairs)]
 
     capacity = max(pack_tokens, max(len(run[0]) for run in runs))
+    # First fit, longest first: fewer rows, and so less padding, than filling rows in data order.
     rows: list[list[int]] = []
-    for k, run in enumerate(runs):
-        if rows and sum(len(runs[i][0]) for i in rows[-1]) + len(run[0]) <= capacity:
-            rows[-1].append(k)
-        else:
+    room: list[int] = []
+    for k in sorted(range(len(runs)), key=lambda k: -len(runs[k][0])):
+        n = len(runs[k][0])
+        r = next((r for r, free in enumerate(room) if free >= n), None)
+        if r is None:
             rows.append([k])
+            room.append(capacity - n)
+        else:
+            rows[r].append(k)
+            room[r] -= n
     width = max(sum(len(runs[i][0]) for i in row) for row in rows)
 
     input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)

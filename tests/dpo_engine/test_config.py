@@ -42,7 +42,10 @@ def test_defaults_follow_the_paper():
     config = TrainConfig(data="d.jsonl")
     assert (config.optimizer, config.lr, config.warmup_steps) == ("rmsprop", 1e-6, 150)
     assert config.batch_size * config.grad_accum == 64
-    assert config.reference_mode == "frozen"
+
+
+def test_full_fine_tune_scores_the_reference_once():
+    assert TrainConfig(data="d.jsonl").reference_mode == "precomputed"
 
 
 def test_data_is_required():

@@ -25,7 +25,7 @@ def naive_logps(model, pairs, branch):
     return torch.stack(out)
 
 
-@pytest.mark.parametrize("pack_tokens", [1, 4096])
+@pytest.mark.parametrize("pack_tokens", [1, 15, 4096])
 def test_packed_logps_match_full_logits(make_tiny_model, pack_tokens):
     model = make_tiny_model()
     batch = pack_pairs(PAIRS, pad_token_id=0, pack_tokens=pack_tokens)
@@ -33,6 +33,12 @@ def test_packed_logps_match_full_logits(make_tiny_model, pack_tokens):
         packed = sequence_logps(model, batch)
         expected = torch.cat([naive_logps(model, PAIRS, "chosen"), naive_logps(model, PAIRS, "rejected")])
     torch.testing.assert_close(packed, expected, rtol=1e-5, atol=1e-4)
+
+
+def test_packing_fills_rows_longest_first():
+    # Runs of 9, 12 and 6 tokens in rows of 15: data order needs three rows, longest-first two.
+    batch = pack_pairs(PAIRS, pad_token_id=0, pack_tokens=15)
+    assert tuple(batch.input_ids.shape) == (2, 15)
 
 
 def test_generic_path_matches_fused_path(make_tiny_model):
