@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import itertools
 import json
@@ -12,7 +11,7 @@ import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -194,17 +193,18 @@ def _imported_judgements_create(*, winners: dict[int, tuple[int, int]], source: 
 # Assignment -----------------------------------------------------------------------------
 
 
-def _comparison_slot_take(comparison_id: int) -> bool:
-    """Count one more judgement if the comparison has room: a single conditional UPDATE.
+def _comparison_slot_take(comparison_id: int, pair: tuple[int, int] | None = None) -> bool:
+    """Count one more judgement if the comparison has room (and ``pair`` are its two completions).
 
-    The row lock it takes (and PostgreSQL's re-check of the WHERE clause after waiting for
-    it) makes this the one place that enforces "at most k judgements", on any database.
+    A single conditional UPDATE: the row lock it takes (and PostgreSQL's re-check of the WHERE
+    clause after waiting for it) makes this the one place that enforces "at most k judgements"
+    on the ORM path; ``_judgement_insert_sql`` is its single-statement twin.
     """
-    return bool(
-        Comparison.objects.filter(id=comparison_id, judgement_count__lt=F("target_judgements")).update(
-            judgement_count=F("judgement_count") + 1
-        )
-    )
+    slot = Comparison.objects.filter(id=comparison_id, judgement_count__lt=F("target_judgements"))
+    if pair is not None:
+        a, b = pair
+        slot = slot.filter(Q(completion_a_id=a, completion_b_id=b) | Q(completion_a_id=b, completion_b_id=a))
+    return bool(slot.update(judgement_count=F("judgement_count") + 1))
 
 
 def _single_statement() -> bool:
@@ -223,7 +223,7 @@ def _statement_guard() -> AbstractContextManager[object]:
 
     In autocommit (a request) the statement is its own transaction and needs no BEGIN/COMMIT.
     """
-    return transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
+    return transaction.atomic() if connection.in_atomic_block else nullcontext()
 
 
 @functools.cache
@@ -483,12 +483,7 @@ def _judgement_insert(judgement: Judgement, annotator: User) -> bool:
     left, right = judgement.left_id, judgement.right_id
     now = judgement.created_at
     with transaction.atomic():
-        taken = (
-            Comparison.objects.filter(id=judgement.comparison_id, judgement_count__lt=F("target_judgements"))
-            .filter(Q(completion_a_id=left, completion_b_id=right) | Q(completion_a_id=right, completion_b_id=left))
-            .update(judgement_count=F("judgement_count") + 1)
-        )
-        if not taken:
+        if not _comparison_slot_take(judgement.comparison_id, (left, right)):
             return False
         judgement.save(force_insert=True)
         lease = Assignment.objects.filter(comparison_id=judgement.comparison_id, annotator=annotator)

@@ -7,10 +7,10 @@ Each trainer runs in its own child process (so peak RSS / CUDA memory belong to 
 same synthetic conversational pairs, with the same batch size, max length, loss (sigmoid), beta,
 learning rate and optimiser family (AdamW, TRL's default). TRL keeps its own defaults otherwise
 (gradient checkpointing on, a frozen reference copy, padded batches). The engine runs as set by
-the ``--engine-*`` flags, by default with its own defaults: no gradient checkpointing, reference log-probs scored once
-before step 1 with the policy's own weights (no second copy in memory), one pair per packed row
-(the prompt encoded once for both completions, attention within the pair), fused chunked
-log-probs. Throughput is measured from the end of step 1 to the end of the last step, identically
+the ``--engine-*`` flags, by default as ``TrainConfig`` does: no gradient checkpointing, reference
+log-probs scored once before step 1 with the policy's own weights (no second copy in memory),
+rows of 512 tokens packed longest-first (the prompt encoded once for both completions), fused
+chunked log-probs. Throughput is measured from the end of step 1 to the end of the last step, identically
 for both (step 1 pays one-off warm-up costs), plus, for the engine, the whole reference scoring
 pass; tokens are the tokens of both full sequences (prompt + chosen, prompt + rejected), as TRL
 counts them.

@@ -113,7 +113,7 @@ def pack_pairs(
         else:
             rows[r].append(k)
             room[r] -= n
-    width = max(sum(len(runs[i][0]) for i in row) for row in rows)
+    width = capacity - min(room)
 
     input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
     position_ids = torch.zeros((len(rows), width), dtype=torch.long)
