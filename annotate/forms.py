@@ -8,6 +8,8 @@ from typing import Any
 from django import forms
 from django.conf import settings
 
+from annotate.filters import JudgementFilter, names_parse
+from annotate.limits import REASON_MAX_CHARS
 from annotate.models import Judgement
 from annotate.services import EXPORT_FORMATS
 
@@ -25,7 +27,7 @@ class JudgementForm(forms.Form):
     right_id = forms.IntegerField(min_value=1, widget=forms.HiddenInput)
     choice = forms.ChoiceField(choices=Judgement.Choice.choices)
     strength = forms.ChoiceField(choices=Judgement.Strength.choices, required=False)
-    reason = forms.CharField(max_length=settings.DUET_MAX_REASON_CHARS, required=False, strip=True)
+    reason = forms.CharField(max_length=REASON_MAX_CHARS, required=False, strip=True)
 
 
 class SkipForm(forms.Form):
@@ -60,30 +62,27 @@ class ImportForm(forms.Form):
         return data
 
 
-class ExportForm(forms.Form):
-    fmt = forms.ChoiceField(
-        choices=[(f, EXPORT_FORMAT_LABELS.get(f, f)) for f in EXPORT_FORMATS],
-        initial="jsonl",
-        label="Format",
-        widget=forms.RadioSelect,
-    )
-    conversational = forms.BooleanField(
-        required=False,
-        help_text="Messages lists instead of plain strings; keeps multi-turn prompts.",
-    )
+def start_of_day(day: dt.date | None) -> dt.datetime | None:
+    """A date field's day as the instant it starts, in UTC (the app's time zone)."""
+    return None if day is None else dt.datetime.combine(day, dt.time.min, tzinfo=dt.UTC)
+
+
+class JudgementFilterForm(forms.Form):
+    """The fields of a ``JudgementFilter``: which judgements a dataset (an export, a training run) is built from."""
+
     min_agreement = forms.FloatField(
         min_value=0.0,
         max_value=1.0,
         initial=0.0,
         required=False,
         label="Minimum agreement",
-        help_text="Share of judgements that agree with the winner, 0 to 1.",
+        help_text="Share of a comparison's judgements that agree with its winner, 0 to 1.",
     )
     since = forms.DateField(
         required=False,
         label="Judged since",
         widget=forms.DateInput(attrs={"type": "date"}),
-        help_text="Only judgements made on or after this day (UTC).",
+        help_text="Only judgements made on or after this day (UTC); empty: all of them.",
     )
     exclude_annotators = forms.CharField(
         required=False,
@@ -96,9 +95,29 @@ class ExportForm(forms.Form):
         return 0.0 if value is None else value
 
     def clean_since(self) -> dt.datetime | None:
-        day: dt.date | None = self.cleaned_data.get("since")
-        return None if day is None else dt.datetime.combine(day, dt.time.min, tzinfo=dt.UTC)
+        return start_of_day(self.cleaned_data.get("since"))
 
-    def clean_exclude_annotators(self) -> list[str]:
-        raw: str = self.cleaned_data.get("exclude_annotators") or ""
-        return [name.strip() for name in raw.split(",") if name.strip()]
+    def clean_exclude_annotators(self) -> tuple[str, ...]:
+        return names_parse(self.cleaned_data.get("exclude_annotators") or "")
+
+    def judgement_filter(self) -> JudgementFilter:
+        """The valid form's filter; each name left out may be a username or an import file."""
+        data = self.cleaned_data
+        return JudgementFilter.from_inputs(
+            since=data["since"], min_agreement=data["min_agreement"], exclude=data["exclude_annotators"]
+        )
+
+
+class ExportForm(JudgementFilterForm):
+    fmt = forms.ChoiceField(
+        choices=[(f, EXPORT_FORMAT_LABELS.get(f, f)) for f in EXPORT_FORMATS],
+        initial="jsonl",
+        label="Format",
+        widget=forms.RadioSelect,
+    )
+    conversational = forms.BooleanField(
+        required=False,
+        help_text="Messages lists instead of plain strings; keeps multi-turn prompts.",
+    )
+
+    field_order = ["fmt", "conversational", "min_agreement", "since", "exclude_annotators"]

@@ -12,6 +12,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from annotate.limits import REASON_MAX_CHARS
+
 
 class Prompt(models.Model):
     messages = models.JSONField(help_text="Chat messages, the last one from the user.")
@@ -38,7 +40,18 @@ class Completion(models.Model):
     messages = models.JSONField(help_text="The assistant's reply as chat messages.")
     text = models.TextField()
     content_hash = models.CharField(max_length=64, unique=True)
-    model_name = models.CharField(max_length=200, blank=True, db_index=True)
+    model_name = models.CharField(
+        max_length=200, blank=True, db_index=True, help_text="A label: the version's name, or an imported file's."
+    )
+    # Named by app label, not imported: the schema points at training's versions, the code does not.
+    model_version = models.ForeignKey(
+        "training.ModelVersion",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="completions",
+        help_text="The version that generated it; empty for imported completions.",
+    )
     generation = models.JSONField(
         default=dict, blank=True, help_text="Lineage: model version, sampling settings, round."
     )
@@ -145,7 +158,7 @@ class Judgement(models.Model):
     choice = models.CharField(max_length=10, choices=Choice.choices)
     winner = models.ForeignKey(Completion, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     strength = models.CharField(max_length=10, choices=Strength.choices, blank=True)
-    reason = models.CharField(max_length=1000, blank=True)
+    reason = models.CharField(max_length=REASON_MAX_CHARS, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:

@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.contrib.auth.models import User
-from django.db.models import Count, F, Q, Sum
+from django.db.models import Count, F, Q, QuerySet, Sum
 from django.utils import timezone
 
+from annotate.filters import JudgementFilter
 from annotate.models import Assignment, Comparison, Completion, Judgement, Prompt
 
+# Decided comparisons loaded per query with their prompt and both completions: one query per
+# 500 rows, memory bounded by 500 comparisons' texts, and the IN list under the 999 parameters
+# an older SQLite takes.
 EXPORT_CHUNK = 500
+# Judgement rows per fetch when streaming (a server-side cursor's batch on PostgreSQL): each row
+# is a few ids, so 5,000 of them cost well under a megabyte and few round trips.
+JUDGEMENT_ROWS_PER_FETCH = 5000
 
 
 @dataclass(frozen=True)
@@ -47,10 +53,6 @@ def annotator_progress(*, annotator: User) -> Progress:
     )
 
 
-def assignment_for_display(*, assignment_id: int) -> Assignment:
-    return Assignment.objects.select_related("comparison__prompt", "left", "right").get(id=assignment_id)
-
-
 def last_judgement(*, annotator: User) -> Judgement | None:
     return Judgement.objects.filter(annotator=annotator).order_by("-id").first()
 
@@ -58,18 +60,40 @@ def last_judgement(*, annotator: User) -> Judgement | None:
 # Export ---------------------------------------------------------------------------------
 
 
+def judgements_matching(*, judgement_filter: JudgementFilter) -> QuerySet[Judgement]:
+    """The judgements ``judgement_filter`` keeps; its ``min_agreement`` applies per comparison, later.
+
+    A source is left out only for imported judgements: a person's judgement has the source
+    "human", which no import file is named.
+    """
+    judgements = Judgement.objects.all()
+    if judgement_filter.since is not None:
+        judgements = judgements.filter(created_at__gte=judgement_filter.since)
+    if judgement_filter.exclude_annotators:
+        judgements = judgements.exclude(annotator__username__in=judgement_filter.exclude_annotators)
+    if judgement_filter.exclude_sources:
+        judgements = judgements.exclude(annotator__isnull=True, source__in=judgement_filter.exclude_sources)
+    return judgements
+
+
 @dataclass(frozen=True)
 class Decision:
-    """The aggregate of one comparison's judgements: a winner, or none."""
+    """The aggregate of one comparison's judgements: a winner, or none, and the judgements counted."""
 
     comparison_id: int
     winner_id: int | None
     loser_id: int | None
     agreement: float
     num_judgements: int
+    judgement_ids: tuple[int, ...] = ()
 
 
-def decide(comparison_id: int, completion_ids: tuple[int, int], votes: Sequence[tuple[str, int | None]]) -> Decision:
+def decide(
+    comparison_id: int,
+    completion_ids: tuple[int, int],
+    votes: Sequence[tuple[str, int | None]],
+    judgement_ids: tuple[int, ...] = (),
+) -> Decision:
     """Majority over the four outcomes (each side, tie, both bad); only a unique side wins.
 
     ``agreement`` is the share of judgements that voted for the winning outcome.
@@ -80,82 +104,89 @@ def decide(comparison_id: int, completion_ids: tuple[int, int], votes: Sequence[
     unique = len(ranked) == 1 or ranked[1][1] < top_count
     total = len(votes)
     if not unique or not isinstance(top_key, int):
-        return Decision(comparison_id, None, None, top_count / total, total)
+        return Decision(comparison_id, None, None, top_count / total, total, judgement_ids)
     loser = completion_ids[1] if top_key == completion_ids[0] else completion_ids[0]
-    return Decision(comparison_id, top_key, loser, top_count / total, total)
+    return Decision(comparison_id, top_key, loser, top_count / total, total, judgement_ids)
 
 
-def _judgement_filter(since: datetime | None, exclude_annotators: Iterable[str]) -> Q:
-    excluded = list(exclude_annotators)
-    query = Q()
-    if since is not None:
-        query &= Q(created_at__gte=since)
-    if excluded:
-        query &= ~Q(annotator__username__in=excluded) & ~Q(annotator__isnull=True, source__in=excluded)
-    return query
-
-
-def preference_decisions(
-    *, since: datetime | None = None, exclude_annotators: Iterable[str] = (), min_agreement: float = 0.0
-) -> Iterator[Decision]:
+def preference_decisions(*, judgement_filter: JudgementFilter) -> Iterator[Decision]:
     """Decided comparisons in id order, streamed: memory does not grow with the judgement count."""
     rows = (
-        Judgement.objects.filter(_judgement_filter(since, exclude_annotators))
+        judgements_matching(judgement_filter=judgement_filter)
         .order_by("comparison_id", "id")
         .values_list(
-            "comparison_id", "choice", "winner_id", "comparison__completion_a_id", "comparison__completion_b_id"
+            "id", "comparison_id", "choice", "winner_id", "comparison__completion_a_id", "comparison__completion_b_id"
         )
-        .iterator(chunk_size=5000)
+        .iterator(chunk_size=JUDGEMENT_ROWS_PER_FETCH)
     )
-    for comparison_id, group in itertools.groupby(rows, key=lambda row: row[0]):
+    for comparison_id, group in itertools.groupby(rows, key=lambda row: row[1]):
         votes = list(group)
-        decision = decide(comparison_id, (votes[0][3], votes[0][4]), [(v[1], v[2]) for v in votes])
-        if decision.winner_id is not None and decision.agreement >= min_agreement:
+        decision = decide(
+            comparison_id,
+            (votes[0][4], votes[0][5]),
+            [(v[2], v[3]) for v in votes],
+            judgement_ids=tuple(v[0] for v in votes),
+        )
+        if decision.winner_id is not None and decision.agreement >= judgement_filter.min_agreement:
             yield decision
 
 
+@dataclass
+class ExportTally:
+    """What a streamed export used, filled in as its rows are read."""
+
+    skipped_multi_turn: int = 0
+    comparison_ids: list[int] = field(default_factory=list)
+    judgement_ids: list[int] = field(default_factory=list)
+
+
 def preference_rows(
-    *,
-    conversational: bool,
-    since: datetime | None = None,
-    exclude_annotators: Iterable[str] = (),
-    min_agreement: float = 0.0,
-    skipped: Counter[str] | None = None,
+    *, judgement_filter: JudgementFilter, conversational: bool, tally: ExportTally | None = None
 ) -> Iterator[dict[str, Any]]:
     """One TRL preference row per decided comparison, with agreement and model names as extra columns.
 
-    Standard rows need a single-turn prompt; others are counted in ``skipped["multi_turn"]``.
+    Standard rows need a single-turn prompt; others are left out and counted in ``tally``, which
+    also collects each row's comparison and the judgements that decided it.
     """
-    decisions = preference_decisions(since=since, exclude_annotators=exclude_annotators, min_agreement=min_agreement)
+    tally = tally if tally is not None else ExportTally()
+    decisions = preference_decisions(judgement_filter=judgement_filter)
     while chunk := list(itertools.islice(decisions, EXPORT_CHUNK)):
         comparisons = Comparison.objects.select_related("prompt", "completion_a", "completion_b").in_bulk(
             [d.comparison_id for d in chunk]
         )
         for decision in chunk:
-            comparison = comparisons[decision.comparison_id]
-            by_id = {c.id: c for c in (comparison.completion_a, comparison.completion_b)}
-            chosen, rejected = by_id[decision.winner_id], by_id[decision.loser_id]  # type: ignore[index]
-            prompt_messages = comparison.prompt.messages
-            if conversational:
-                prompt: Any = prompt_messages
-                chosen_value: Any = chosen.messages
-                rejected_value: Any = rejected.messages
-            else:
-                if len(prompt_messages) != 1:
-                    if skipped is not None:
-                        skipped["multi_turn"] += 1
-                    continue
-                prompt, chosen_value, rejected_value = prompt_messages[0]["content"], chosen.text, rejected.text
-            yield {
-                "prompt": prompt,
-                "chosen": chosen_value,
-                "rejected": rejected_value,
-                "comparison_id": comparison.id,
-                "agreement": decision.agreement,
-                "num_judgements": decision.num_judgements,
-                "chosen_model": chosen.model_name,
-                "rejected_model": rejected.model_name,
-            }
+            row = _preference_row(decision, comparisons[decision.comparison_id], conversational)
+            if row is None:
+                tally.skipped_multi_turn += 1
+                continue
+            tally.comparison_ids.append(decision.comparison_id)
+            tally.judgement_ids.extend(decision.judgement_ids)
+            yield row
+
+
+def _preference_row(decision: Decision, comparison: Comparison, conversational: bool) -> dict[str, Any] | None:
+    """The row of one decided comparison; ``None`` for a multi-turn prompt in the standard format."""
+    by_id = {c.id: c for c in (comparison.completion_a, comparison.completion_b)}
+    chosen, rejected = by_id[decision.winner_id], by_id[decision.loser_id]  # type: ignore[index]
+    prompt_messages = comparison.prompt.messages
+    if conversational:
+        prompt: Any = prompt_messages
+        chosen_value: Any = chosen.messages
+        rejected_value: Any = rejected.messages
+    else:
+        if len(prompt_messages) != 1:
+            return None
+        prompt, chosen_value, rejected_value = prompt_messages[0]["content"], chosen.text, rejected.text
+    return {
+        "prompt": prompt,
+        "chosen": chosen_value,
+        "rejected": rejected_value,
+        "comparison_id": comparison.id,
+        "agreement": decision.agreement,
+        "num_judgements": decision.num_judgements,
+        "chosen_model": chosen.model_name,
+        "rejected_model": rejected.model_name,
+    }
 
 
 # Staff statistics -------------------------------------------------------------------------
@@ -203,7 +234,7 @@ def annotation_stats() -> AnnotationStats:
         Judgement.objects.filter(comparison__judgement_count__gte=2)
         .order_by("comparison_id", "id")
         .values_list("comparison_id", "annotator_id", "choice", "winner_id")
-        .iterator(chunk_size=5000)
+        .iterator(chunk_size=JUDGEMENT_ROWS_PER_FETCH)
     )
     agree: Counter[int | None] = Counter()
     pairs: Counter[int | None] = Counter()

@@ -8,72 +8,20 @@ redirect back to the page, so the forms work either way.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
 from typing import Any
 
 from django.contrib import messages
-from django.contrib.auth.models import User
-from django.core.exceptions import PermissionDenied
-from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseBase
+from django.http import FileResponse, HttpResponse, HttpResponseBase
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_htmx.middleware import HtmxDetails
 
 from annotate import selectors, services
 from annotate.formats import ImportFileError
 from annotate.forms import ExportForm, ImportForm, JudgementForm, SkipForm
-from annotate.models import Assignment, Judgement
-
-View = Callable[..., HttpResponseBase]
-
-
-class AuthedRequest(HttpRequest):
-    """What these views receive: the login middleware let only a signed-in user through."""
-
-    user: User  # type: ignore[assignment]
-    htmx: HtmxDetails
-
-
-# No inline script or style anywhere, so the policy can refuse both: htmx and our own code
-# load from /static/, and model text that slipped past the sanitiser still could not run.
-CONTENT_SECURITY_POLICY = "; ".join(
-    [
-        "default-src 'self'",
-        "script-src 'self'",
-        "style-src 'self'",
-        "img-src 'self'",
-        "connect-src 'self'",
-        "object-src 'none'",
-        "base-uri 'none'",
-        "form-action 'self'",
-        "frame-ancestors 'none'",
-    ]
-)
-
-
-def content_security_policy(view: View) -> View:
-    @wraps(view)
-    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-        response = view(request, *args, **kwargs)
-        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-        return response
-
-    return wrapped
-
-
-def staff_required(view: View) -> View:
-    """Staff only; the login middleware has already sent anonymous visitors to the login page."""
-
-    @wraps(view)
-    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-        if not request.user.is_staff:
-            raise PermissionDenied("This page is for staff.")
-        return view(request, *args, **kwargs)
-
-    return wrapped
-
+from annotate.limits import REASON_MAX_CHARS
+from annotate.models import Judgement
+from config.auth import AuthedRequest, staff_required
 
 # Annotating -----------------------------------------------------------------------------
 
@@ -93,17 +41,14 @@ def _card_context(
     initial: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Lease the annotator's next comparison and gather what its card shows."""
-    assignment: Assignment | None = services.assignment_next(annotator=request.user)
-    shown = (
-        initial
-        if assignment is not None and initial and initial.get("comparison_id") == assignment.comparison_id
-        else {}
-    )
+    card = services.assignment_next(annotator=request.user)
+    shown = initial if card is not None and initial and initial.get("comparison_id") == card.comparison_id else {}
     return {
-        "assignment": assignment,
+        "card": card,
         "progress": selectors.annotator_progress(annotator=request.user),
         "can_undo": selectors.last_judgement(annotator=request.user) is not None,
         "strengths": Judgement.Strength.choices,
+        "reason_max_chars": REASON_MAX_CHARS,
         "chosen": shown.get("choice", ""),
         "chosen_strength": shown.get("strength", ""),
         "reason": shown.get("reason", ""),
@@ -131,7 +76,6 @@ def _form_problem(form: JudgementForm | SkipForm) -> str:
     return "; ".join(f"{name}: {' '.join(str(e) for e in errors)}" for name, errors in form.errors.items())
 
 
-@content_security_policy
 @require_GET
 def annotate_page(request: AuthedRequest) -> HttpResponse:
     message = ""
@@ -141,7 +85,6 @@ def annotate_page(request: AuthedRequest) -> HttpResponse:
     return render(request, "annotate/page.html", _card_context(request, message=message, level=level))
 
 
-@content_security_policy
 @require_POST
 def judge(request: AuthedRequest) -> HttpResponse:
     form = JudgementForm(request.POST)
@@ -168,7 +111,6 @@ def judge(request: AuthedRequest) -> HttpResponse:
     return _after_action(request, message=f"Saved: {saved}. Press U to undo.", level="success")
 
 
-@content_security_policy
 @require_POST
 def skip(request: AuthedRequest) -> HttpResponse:
     form = SkipForm(request.POST)
@@ -178,7 +120,6 @@ def skip(request: AuthedRequest) -> HttpResponse:
     return _after_action(request, message="Skipped; you will not see that one again.", level="info")
 
 
-@content_security_policy
 @require_POST
 def undo(request: AuthedRequest) -> HttpResponse:
     undone = services.judgement_undo_last(annotator=request.user)
@@ -201,7 +142,6 @@ def undo(request: AuthedRequest) -> HttpResponse:
 # Staff ----------------------------------------------------------------------------------
 
 
-@content_security_policy
 @staff_required
 @require_http_methods(["GET", "POST"])
 def import_page(request: AuthedRequest) -> HttpResponse:
@@ -230,7 +170,6 @@ def import_page(request: AuthedRequest) -> HttpResponse:
     return render(request, "annotate/import.html", context)
 
 
-@content_security_policy
 @staff_required
 @require_http_methods(["GET", "POST"])
 def export_page(request: AuthedRequest) -> HttpResponseBase:
@@ -247,15 +186,12 @@ def export_page(request: AuthedRequest) -> HttpResponseBase:
             directory=Path(tmp),
             fmt=data["fmt"],
             conversational=data["conversational"],
-            min_agreement=data["min_agreement"],
-            since=data["since"],
-            exclude_annotators=data["exclude_annotators"],
+            judgement_filter=form.judgement_filter(),
         )
         handle = path.open("rb")
     return FileResponse(handle, as_attachment=True, filename=path.name)
 
 
-@content_security_policy
 @staff_required
 @require_GET
 def stats_page(request: AuthedRequest) -> HttpResponse:

@@ -98,6 +98,13 @@ FILLER = [
     "place",
 ]
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 125.0, "L4": 121.0}
+# TrainConfig's default seed: the engine shuffles with it, and TRL gets it too so both runs start alike.
+SEED = 42
+# Padded (TRL) and packed (engine) batches round differently, bf16 more so; a wrongly scored token moves
+# a sequence's log-prob far more than 1%.
+LOGPS_RTOL = 1e-2
+# Enough of a failed child's stderr to show its traceback, not its whole log.
+FAILURE_TAIL_CHARS = 4000
 
 
 def synthetic_pairs(n: int, seed: int = 0) -> list[dict]:
@@ -198,7 +205,7 @@ def run_trl(args: argparse.Namespace, data: Path, model_path: str, out: Path, de
         report_to=[],
         use_cpu=device == "cpu",
         bf16=device == "cuda",
-        seed=42,
+        seed=SEED,
         disable_tqdm=True,
         train_sampling_strategy="sequential",
     )
@@ -269,7 +276,7 @@ def mfu(result: dict) -> str:
     return f"{8 * result['n_params'] * result['tokens_per_s'] / (peak * 1e12):.1%}"
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--pairs", type=int, default=64)
@@ -296,51 +303,52 @@ def main() -> None:
     )
     parser.add_argument("--child", choices=["engine", "trl"], help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.child:
-        child(args)
-        return
+    return parser.parse_args()
 
-    from dpo_engine.models import resolve_model_path
 
-    resolve_model_path(args.model)  # convert the default GGUF once, outside the timed children
-    with tempfile.TemporaryDirectory() as tmp:
-        from dpo_engine.schedule import epoch_order
+def write_pairs(args: argparse.Namespace, folder: Path) -> dict[str, Path]:
+    """The synthetic pairs as JSONL, for each trainer: TRL's file in the order the engine visits them."""
+    from dpo_engine.schedule import epoch_order
 
-        records = synthetic_pairs(args.pairs)
-        data = Path(tmp) / "pairs.jsonl"
-        data.write_text("".join(json.dumps(r) + "\n" for r in records))
-        # TRL reads the pairs in the order the engine's seed-42 shuffle visits them (sequential sampler), so both
-        # score the same first batch and their step-1 log-probs can be compared.
-        trl_data = Path(tmp) / "pairs-engine-order.jsonl"
-        trl_data.write_text("".join(json.dumps(records[i]) + "\n" for i in epoch_order(len(records), 42, 0)))
-        results = {}
-        for name in ("trl", "engine"):
-            cmd = [
-                sys.executable,
-                __file__,
-                "--child",
-                name,
-                "--data",
-                str(trl_data if name == "trl" else data),
-                "--model",
-                args.model,
-                "--pairs",
-                str(args.pairs),
-                "--batch-size",
-                str(args.batch_size),
-                "--max-length",
-                str(args.max_length),
-            ]
-            cmd.append("--engine-checkpointing" if args.engine_checkpointing else "--no-engine-checkpointing")
-            cmd += ["--engine-reference", args.engine_reference, "--engine-pack-tokens", str(args.engine_pack_tokens)]
-            done = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, TQDM_DISABLE="1"))
-            line = next((ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")), None)
-            if done.returncode != 0 or line is None:
-                sys.exit(f"{name} failed:\n{done.stderr[-4000:]}")
-            results[name] = json.loads(line.removeprefix("RESULT "))
+    records = synthetic_pairs(args.pairs)
+    data = folder / "pairs.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in records))
+    # TRL reads the pairs in the order the engine's seeded shuffle (SEED) visits them (sequential sampler), so both
+    # score the same first batch and their step-1 log-probs can be compared.
+    trl_data = folder / "pairs-engine-order.jsonl"
+    trl_data.write_text("".join(json.dumps(records[i]) + "\n" for i in epoch_order(len(records), SEED, 0)))
+    return {"trl": trl_data, "engine": data}
 
-    trl, eng = results["trl"], results["engine"]
+
+def child_run(args: argparse.Namespace, name: str, data: Path) -> dict:
+    """Run one trainer in a child process of this script and return its RESULT line's numbers."""
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        name,
+        "--data",
+        str(data),
+        "--model",
+        args.model,
+        "--pairs",
+        str(args.pairs),
+        "--batch-size",
+        str(args.batch_size),
+        "--max-length",
+        str(args.max_length),
+    ]
+    cmd.append("--engine-checkpointing" if args.engine_checkpointing else "--no-engine-checkpointing")
+    cmd += ["--engine-reference", args.engine_reference, "--engine-pack-tokens", str(args.engine_pack_tokens)]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, TQDM_DISABLE="1"))
+    line = next((ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")), None)
+    if done.returncode != 0 or line is None:
+        sys.exit(f"{name} failed:\n{done.stderr[-FAILURE_TAIL_CHARS:]}")
+    return json.loads(line.removeprefix("RESULT "))
+
+
+def report(args: argparse.Namespace, trl: dict, eng: dict) -> None:
+    """The settings, one row per trainer, the engine/TRL ratios and whether step 1 scored alike."""
     print(
         f"device: {eng['device']}{' ' + eng['gpu'] if eng['gpu'] else ''}; model {args.model} "
         f"({eng['n_params'] / 1e6:.0f}M params, full fine-tune); {args.pairs} pairs, batch {args.batch_size}, "
@@ -360,8 +368,23 @@ def main() -> None:
         f"throughput ratio engine/TRL: {eng['pairs_per_s'] / trl['pairs_per_s']:.2f}x; "
         f"peak memory ratio engine/TRL: {eng['peak_mb'] / trl['peak_mb']:.2f}x"
     )
-    agree = all(abs(eng[k] - trl[k]) <= 1e-2 * max(1.0, abs(trl[k])) for k in ("logps_chosen", "logps_rejected"))
+    agree = all(abs(eng[k] - trl[k]) <= LOGPS_RTOL * max(1.0, abs(trl[k])) for k in ("logps_chosen", "logps_rejected"))
     print(f"first-step log-probs agree: {'yes' if agree else 'NO'}")
+
+
+def main() -> None:
+    args = parse_args()
+    if args.child:
+        child(args)
+        return
+
+    from dpo_engine.models import resolve_model_path
+
+    resolve_model_path(args.model)  # convert the default GGUF once, outside the timed children
+    with tempfile.TemporaryDirectory() as tmp:
+        files = write_pairs(args, Path(tmp))
+        results = {name: child_run(args, name, files[name]) for name in ("trl", "engine")}
+    report(args, results["trl"], results["engine"])
 
 
 if __name__ == "__main__":

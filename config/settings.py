@@ -56,6 +56,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "config.middleware.ContentSecurityPolicyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -146,12 +147,13 @@ DUET_RUNS_DIR = Path(os.environ.get("DUET_RUNS_DIR", VAR_DIR / "runs"))
 DUET_JOB_TIMEOUT = int(os.environ.get("DUET_JOB_TIMEOUT", str(60 * 60 * 24)))
 DUET_HEARTBEAT_SECONDS = float(os.environ.get("DUET_HEARTBEAT_SECONDS", "10"))
 DUET_HEARTBEAT_TIMEOUT = float(os.environ.get("DUET_HEARTBEAT_TIMEOUT", "45"))
+# A training run writes its progress, metrics and log at most this often (and reads its cancel flag then).
+DUET_PROGRESS_SECONDS = float(os.environ.get("DUET_PROGRESS_SECONDS", "2"))
 
 # Annotation behaviour.
 DUET_JUDGEMENTS_PER_COMPARISON = int(os.environ.get("DUET_JUDGEMENTS_PER_COMPARISON", "1"))
 DUET_LEASE_SECONDS = int(os.environ.get("DUET_LEASE_SECONDS", "600"))
 DUET_MAX_TEXT_CHARS = int(os.environ.get("DUET_MAX_TEXT_CHARS", "100000"))
-DUET_MAX_REASON_CHARS = 1000
 DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 8 * 1024 * 1024
 

@@ -15,17 +15,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from dpo_engine.config import TrainConfig
+    from dpo_engine.config import GenerateConfig, TrainConfig
     from dpo_engine.trainer import TrainCallbacks, TrainResult, train
 
-__all__ = ["TrainCallbacks", "TrainConfig", "TrainResult", "train"]
+__all__ = ["GenerateConfig", "TrainCallbacks", "TrainConfig", "TrainResult", "train"]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "TrainConfig":
-        from dpo_engine.config import TrainConfig
+    if name in ("GenerateConfig", "TrainConfig"):
+        from dpo_engine import config
 
-        return TrainConfig
+        return getattr(config, name)
     if name in ("TrainCallbacks", "TrainResult", "train"):
         from dpo_engine import trainer
 

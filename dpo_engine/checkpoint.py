@@ -26,6 +26,8 @@ from torch.distributed.checkpoint.state_dict import (
 
 from dpo_engine.distributed import DistContext
 
+# Checkpoint folder names; zero-padded so that sorting the names sorts the steps.
+_STEP_DIR = "step-{:08d}"
 _OPTIONS = StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=True)
 
 
@@ -66,8 +68,8 @@ def save_checkpoint(
 ) -> Path:
     """Write a checkpoint for ``state["step"]`` (collective: every process calls it); keep the newest ``keep``."""
     root = checkpoint_root(out_dir)
-    final = root / f"step-{state['step']:08d}"
-    tmp = root / f".tmp-step-{state['step']:08d}"
+    final = root / _STEP_DIR.format(state["step"])
+    tmp = root / f".tmp-{final.name}"
     weights = get_model_state_dict(model, options=_OPTIONS)
     optim = get_optimizer_state_dict(model, optimizer, options=_OPTIONS)
     if ctx.is_main:

@@ -1,10 +1,10 @@
-"""``python -m dpo_engine``: ``train`` (DPO, options generated from TrainConfig) and ``generate``.
+"""``python -m dpo_engine``: ``train`` (DPO, options from TrainConfig) and ``generate`` (options from GenerateConfig).
 
 Examples::
 
     python -m dpo_engine train --data pairs.jsonl --out runs/a --epochs 2 --eval-data heldout.jsonl
     torchrun --nproc-per-node 2 -m dpo_engine train --data pairs.jsonl --out runs/a
-    python -m dpo_engine generate --help
+    python -m dpo_engine generate --prompts prompts.jsonl --out completions.jsonl -n 2
 
 Bad input (unknown model, unreadable data, inconsistent options) ends with one ``error:`` line and
 exit code 2. Ctrl-C once stops training cleanly after the current step and writes a checkpoint for
@@ -16,13 +16,19 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import time
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
+
+# argparse's own exit status for bad options, so every kind of bad input ends the same way.
+EXIT_BAD_INPUT = 2
+# 128 + SIGINT: what a shell reports for a program stopped by Ctrl-C.
+EXIT_INTERRUPTED = 130
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from dpo_engine import generate
-    from dpo_engine.config import add_config_arguments
+    from dpo_engine.config import GenerateConfig, TrainConfig, add_config_arguments
 
     parser = argparse.ArgumentParser(prog="python -m dpo_engine", description="Duet's DPO engine.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="{train,generate}")
@@ -30,9 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
         "train", help="train a model with DPO on preference pairs",
         description="Train with DPO; writes OUT/metrics.jsonl, OUT/checkpoints/ and OUT/final/.",
     )
-    add_config_arguments(train_parser)
-    generate_parser = commands.add_parser("generate", help="generate completions in batches")
-    generate.add_cli_arguments(generate_parser)
+    add_config_arguments(train_parser, TrainConfig)
+    generate_parser = commands.add_parser(
+        "generate", help="generate completions in batches",
+        description="Sample completions of every prompt; writes OUT as JSONL, one line per completion.",
+    )
+    add_config_arguments(generate_parser, GenerateConfig)
     return parser
 
 
@@ -40,20 +49,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "generate":
-        from dpo_engine import generate
-
-        return generate.run_cli(args)
+        return _generate(args)
     return _train(args)
 
 
 def _train(args: argparse.Namespace) -> int:
-    from dpo_engine.config import config_from_args
+    from dpo_engine.config import TrainConfig, config_from_args
     from dpo_engine.data import DataError
     from dpo_engine.models import ModelNotFoundError
     from dpo_engine.trainer import TrainCallbacks, train
 
     try:
-        config = config_from_args(args)
+        config = config_from_args(args, TrainConfig)
     except ValueError as exc:
         return _error(str(exc))
     interrupted = {"count": 0}
@@ -73,12 +80,50 @@ def _train(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, previous)
     if result.stopped:
         print(f"stopped at step {result.steps}; continue with --resume --out {result.out_dir}")
-        return 130
+        return EXIT_INTERRUPTED
     print(f"done: {result.steps} steps; model in {result.final_model_dir}; metrics in "
           f"{result.out_dir / 'metrics.jsonl'}")
     return 0
 
 
+def _generate(args: argparse.Namespace) -> int:
+    """Generate for every prompt in ``--prompts`` and write ``--out`` atomically."""
+    import torch
+
+    from dpo_engine.config import GenerateConfig, config_from_args
+    from dpo_engine.generate import generate, write_generations
+    from dpo_engine.metrics import per_second
+    from dpo_engine.models import load_model, load_tokenizer
+    from dpo_engine.prompts import read_prompts
+
+    try:
+        config = config_from_args(args, GenerateConfig)
+        records = read_prompts(config.prompts)
+        dtype = None if config.dtype == "auto" else getattr(torch, config.dtype)
+        model = load_model(config.model, device=config.device, dtype=dtype)
+        tokenizer = load_tokenizer(config.model)
+        start = time.perf_counter()
+        results = generate(
+            model, tokenizer, [r.prompt for r in records], n=config.n, temperature=config.temperature,
+            top_p=config.top_p, max_new_tokens=config.max_new_tokens, seed=config.seed, batch_size=config.batch_size,
+            progress=lambda done, total: print(f"\r{done}/{total} completions", end="", file=sys.stderr),
+        )
+        seconds = time.perf_counter() - start
+        print(file=sys.stderr)  # ends the progress line
+    except ValueError as exc:
+        return _error(str(exc))
+    out = Path(config.out)
+    meta = {"model": config.model, "temperature": config.temperature, "top_p": config.top_p,
+            "max_new_tokens": config.max_new_tokens, "seed": config.seed}
+    write_generations(out, records, results, meta)
+    tokens = sum(g.completion_tokens for gs in results for g in gs)
+    print(
+        f"wrote {sum(map(len, results))} completions of {len(records)} prompts to {out} "
+        f"({tokens} tokens in {seconds:.1f} s, {per_second(tokens, seconds):.1f} tokens/s)"
+    )
+    return 0
+
+
 def _error(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
-    return 2
+    return EXIT_BAD_INPUT

@@ -9,22 +9,31 @@ completions whatever the batch size or the other prompts.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import inspect
 import json
 import os
 import secrets
-import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
-from dpo_engine.prompts import Prompt, is_message, read_prompts
+from dpo_engine.config import GenerateConfig, check_values
+from dpo_engine.prompts import Prompt, PromptRecord, is_message
+
+# Tokens whose nucleus is found without a full sort: a full sort of a large vocabulary costs ~20x more on a CPU,
+# and the nucleus of a trained model's next-token distribution is nearly always narrower.
+NUCLEUS_TOP_K = 256
+# Bits of a seed drawn when none is given: any non-negative int64, which torch generators accept.
+_RANDOM_SEED_BITS = 63
+# Bytes of a row's derived seed: 64 bits, shifted right once to stay a non-negative int64.
+_ROW_SEED_BYTES = 8
+# Floor of the uniform draws: log(-log(u)) is infinite at u = 0, which a generator can return.
+_UNIFORM_FLOOR = 1e-20
 
 
 @dataclass
@@ -40,17 +49,20 @@ def generate(
     tokenizer: PreTrainedTokenizerBase,
     prompts: Sequence[Prompt],
     *,
-    n: int = 1,
-    temperature: float = 0.7,
-    top_p: float = 0.95,
-    max_new_tokens: int = 256,
-    seed: int | None = None,
-    batch_size: int = 16,
+    n: int = GenerateConfig.n,
+    temperature: float = GenerateConfig.temperature,
+    top_p: float = GenerateConfig.top_p,
+    max_new_tokens: int = GenerateConfig.max_new_tokens,
+    seed: int | None = GenerateConfig.seed,
+    batch_size: int = GenerateConfig.batch_size,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[list[Generation]]:
-    """``n`` completions for each prompt, in input order. ``temperature=0`` decodes greedily; ``batch_size``
-    counts sequences decoded together; ``progress(done, total)`` is called after each batch (in sequences)."""
-    check_sampling(n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    """``n`` completions for each prompt, in input order; defaults and bounds are :class:`GenerateConfig`'s.
+    ``temperature=0`` decodes greedily; ``seed=None`` draws a fresh seed; ``batch_size`` counts sequences decoded
+    together; ``progress(done, total)`` is called after each batch (in sequences)."""
+    settings = {"n": n, "temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens, "seed": seed,
+                "batch_size": batch_size}
+    check_values(GenerateConfig, settings, by_name=True)
     encoded = [prompt_ids(tokenizer, prompt, index) for index, prompt in enumerate(prompts)]
     context = getattr(model.config.get_text_config(), "max_position_embeddings", None)
     for index, ids in enumerate(encoded):
@@ -61,7 +73,7 @@ def generate(
             )
     stops = stop_token_ids(tokenizer, model)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(stops), 0)
-    base_seed = seed if seed is not None else secrets.randbits(63)
+    base_seed = seed if seed is not None else secrets.randbits(_RANDOM_SEED_BITS)
     # Longest first: a batch that does not fit in memory fails at once, not after hours.
     rows = sorted(((i, j) for i in range(len(encoded)) for j in range(n)), key=lambda r: (-len(encoded[r[0]]), r))
     results: list[list[Generation | None]] = [[None] * n for _ in encoded]
@@ -86,20 +98,6 @@ def generate(
     finally:
         model.train(was_training)
     return [[g for g in per_prompt if g is not None] for per_prompt in results]
-
-
-def check_sampling(*, n: int, temperature: float, top_p: float, max_new_tokens: int, batch_size: int) -> None:
-    """Raise ``ValueError`` naming the first sampling setting out of range."""
-    if n < 1:
-        raise ValueError(f"n must be at least 1, got {n}")
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
-    if not 0 < top_p <= 1:
-        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
-    if max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
 
 
 def prompt_ids(tokenizer: PreTrainedTokenizerBase, prompt: Prompt, index: int = 0) -> list[int]:
@@ -151,7 +149,7 @@ def _template_end_of_turn(tokenizer: PreTrainedTokenizerBase) -> int | None:
 
 
 def _row_seed(seed: int, prompt_index: int, sample_index: int) -> int:
-    digest = hashlib.blake2b(f"{seed}:{prompt_index}:{sample_index}".encode(), digest_size=8).digest()
+    digest = hashlib.blake2b(f"{seed}:{prompt_index}:{sample_index}".encode(), digest_size=_ROW_SEED_BYTES).digest()
     return int.from_bytes(digest, "little") >> 1
 
 
@@ -173,14 +171,14 @@ class _Sampler:
         uniform = torch.stack(
             [torch.rand(logits.shape[-1], generator=self.generators[r], device=logits.device) for r in rows]
         )
-        gumbel = -torch.log(-torch.log(uniform.clamp_min(1e-20)))
+        gumbel = -torch.log(-torch.log(uniform.clamp_min(_UNIFORM_FLOOR)))
         return (logits + gumbel).argmax(dim=-1)
 
 
-def _nucleus_threshold(logits: torch.Tensor, top_p: float, k: int = 256) -> torch.Tensor:
+def _nucleus_threshold(logits: torch.Tensor, top_p: float, k: int = NUCLEUS_TOP_K) -> torch.Tensor:
     """[A, 1] smallest logit each row keeps: the nucleus is the shortest run of most likely tokens whose mass
-    reaches ``top_p``. Looks at the top ``k`` first (a full sort of a large vocabulary costs ~20x more on a CPU)
-    and sorts only the rows whose nucleus is wider; each row's result is independent of the others."""
+    reaches ``top_p``. Looks at the top ``k`` first and sorts only the rows whose nucleus is wider; each row's
+    result is independent of the others."""
 
     def threshold(values: torch.Tensor, log_norm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         probs = (values - log_norm).exp()  # values sorted descending
@@ -215,31 +213,9 @@ def _decode_batch(
     """Generated tokens and whether each row stopped on an end-of-turn token, for rows whose prompts are
     ``encoded[row_prompts[r]]``; rows of the same prompt share one prefill."""
     device = model.device
-    unique = list(dict.fromkeys(row_prompts))
-    width = max(len(encoded[p]) for p in unique)
-    input_ids = torch.full((len(unique), width), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(unique), width), dtype=torch.long)
-    for k, p in enumerate(unique):  # left padding: every prompt ends at the last column
-        input_ids[k, width - len(encoded[p]) :] = torch.tensor(encoded[p])
-        attention_mask[k, width - len(encoded[p]) :] = 1
-    input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
-    position_ids = (attention_mask.cumsum(dim=-1) - 1).clamp_min(0)
     cache = DynamicCache(config=model.config)
     cache_kwarg = _cache_kwarg(model)
-    out = model(
-        input_ids=input_ids,
-        attention_mask=attention_mask,
-        position_ids=position_ids,
-        use_cache=True,
-        logits_to_keep=1,
-        **{cache_kwarg: cache},
-    )
-    expand = torch.tensor([unique.index(p) for p in row_prompts], device=device)
-    logits = out.logits[:, -1][expand]
-    if len(unique) < len(row_prompts):
-        cache.batch_select_indices(expand)
-    attention_mask = attention_mask[expand]
-    next_position = position_ids[expand][:, -1:] + 1
+    logits, attention_mask, next_position = _prefill(model, row_prompts, encoded, pad_id, cache, cache_kwarg)
     alive = list(range(len(row_prompts)))
     tokens: list[list[int]] = [[] for _ in row_prompts]
     stopped = [False] * len(row_prompts)
@@ -269,63 +245,46 @@ def _decode_batch(
     return [(tokens[row], stopped[row]) for row in range(len(row_prompts))]
 
 
-# --- command line: python -m dpo_engine generate ----------------------------------------------------------------
-
-
-def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``python -m dpo_engine generate``."""
-    from dpo_engine.models import DEFAULT_MODEL
-
-    parser.add_argument(
-        "--model", default=DEFAULT_MODEL, help=f"built-in name, local folder or hub id ({DEFAULT_MODEL})"
+def _prefill(
+    model: PreTrainedModel,
+    row_prompts: list[int],
+    encoded: list[list[int]],
+    pad_id: int,
+    cache: DynamicCache,
+    cache_kwarg: str,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Run each distinct prompt once, left-padded, into ``cache``, then copy its cache rows for every row that
+    samples it. Returns the rows' next-token logits [A, V], their attention mask [A, L] and
+    the position of their next token [A, 1]."""
+    device = model.device
+    unique = list(dict.fromkeys(row_prompts))
+    width = max(len(encoded[p]) for p in unique)
+    input_ids = torch.full((len(unique), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(unique), width), dtype=torch.long)
+    for k, p in enumerate(unique):  # left padding: every prompt ends at the last column
+        input_ids[k, width - len(encoded[p]) :] = torch.tensor(encoded[p])
+        attention_mask[k, width - len(encoded[p]) :] = 1
+    input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
+    position_ids = (attention_mask.cumsum(dim=-1) - 1).clamp_min(0)
+    out = model(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids,
+        use_cache=True,
+        logits_to_keep=1,
+        **{cache_kwarg: cache},
     )
-    parser.add_argument(
-        "--prompts",
-        required=True,
-        type=Path,
-        help="JSONL/JSON/Parquet with a 'prompt' field (string or message list, optional 'id'), or .txt (one per line)",
-    )
-    parser.add_argument("--out", required=True, type=Path, help="output JSONL, one line per completion")
-    parser.add_argument("-n", type=int, default=1, help="completions per prompt (default 1)")
-    parser.add_argument("--temperature", type=float, default=0.7, help="0 decodes greedily (default 0.7)")
-    parser.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (default 0.95)")
-    parser.add_argument("--max-new-tokens", type=int, default=256, help="tokens per completion at most (default 256)")
-    parser.add_argument("--seed", type=int, default=None, help="makes the sampling repeatable")
-    parser.add_argument("--batch-size", type=int, default=16, help="sequences decoded together (default 16)")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N, mps (default: cuda when available)")
-    parser.add_argument(
-        "--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto", help="weights dtype"
-    )
+    expand = torch.tensor([unique.index(p) for p in row_prompts], device=device)
+    if len(unique) < len(row_prompts):
+        cache.batch_select_indices(expand)
+    return out.logits[:, -1][expand], attention_mask[expand], position_ids[expand][:, -1:] + 1
 
 
-def run_cli(args: argparse.Namespace) -> int:
-    """Generate for every prompt in ``args.prompts`` and write ``args.out`` atomically; 2 on bad input."""
-    from dpo_engine.models import load_model, load_tokenizer
-
-    sampling = {"temperature": args.temperature, "top_p": args.top_p, "max_new_tokens": args.max_new_tokens}
-    try:
-        check_sampling(n=args.n, batch_size=args.batch_size, **sampling)
-        records = read_prompts(args.prompts)
-        dtype = None if args.dtype == "auto" else getattr(torch, args.dtype)
-        model = load_model(args.model, device=args.device, dtype=dtype)
-        tokenizer = load_tokenizer(args.model)
-        start = time.perf_counter()
-        results = generate(
-            model,
-            tokenizer,
-            [r.prompt for r in records],
-            n=args.n,
-            seed=args.seed,
-            batch_size=args.batch_size,
-            progress=lambda done, total: print(f"\r{done}/{total} completions", end="", file=sys.stderr),
-            **sampling,
-        )
-        seconds = time.perf_counter() - start
-        print(file=sys.stderr)  # ends the progress line
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    out: Path = args.out
+def write_generations(
+    out: Path, records: Sequence[PromptRecord], results: Sequence[Sequence[Generation]], meta: dict[str, Any]
+) -> None:
+    """Write one JSON line per completion to ``out`` atomically (a temporary file renamed into place): where it
+    came from (prompt index, id, sample index, prompt), the :class:`Generation`, and ``meta`` (model, settings)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     try:
@@ -334,14 +293,8 @@ def run_cli(args: argparse.Namespace) -> int:
                 prompt_id = record.id if record.id is not None else index
                 for sample, g in enumerate(generations):
                     line = {"prompt_index": index, "prompt_id": prompt_id, "sample_index": sample}
-                    line |= {"prompt": record.prompt, **asdict(g), "model": args.model, **sampling, "seed": args.seed}
+                    line |= {"prompt": record.prompt, **asdict(g), **meta}
                     fh.write(json.dumps(line, ensure_ascii=False) + "\n")
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
-    tokens = sum(g.completion_tokens for gs in results for g in gs)
-    print(
-        f"wrote {sum(map(len, results))} completions of {len(records)} prompts to {out} "
-        f"({tokens} tokens in {seconds:.1f} s, {tokens / max(seconds, 1e-9):.1f} tokens/s)"
-    )
-    return 0

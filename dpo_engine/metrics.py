@@ -15,6 +15,9 @@ from dpo_engine.data import TokenizedPair
 from dpo_engine.distributed import DistContext
 from dpo_engine.packing import PackedBatch, pack_pairs
 
+# Floor of a measured duration: a step can end within one tick of the clock, and a rate must stay finite.
+_MIN_SECONDS = 1e-9
+
 # Order of the per-pair statistics summed in :class:`PairStats`.
 _STAT_NAMES = ("loss", "rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins",
                "logps/chosen", "logps/rejected")
@@ -46,6 +49,11 @@ class PairStats:
         total = ctx.all_reduce_sum(self.sums)
         count = max(total[-1].item(), 1.0)
         return {prefix + name: total[i].item() / count for i, name in enumerate(_STAT_NAMES)}
+
+
+def per_second(count: float, seconds: float) -> float:
+    """A throughput (tokens per second), finite however short the measured time."""
+    return count / max(seconds, _MIN_SECONDS)
 
 
 class MetricsWriter:

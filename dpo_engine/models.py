@@ -20,9 +20,14 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-DEFAULT_MODEL = "smollm2-135m-instruct"
+from dpo_engine.config import DEFAULT_MODEL
+
 MODEL_CACHE_ENV = "DUET_MODEL_CACHE"
 HUB_TIMEOUT_S = 10.0
+# Bytes read from each end of a GGUF file for its cache key: enough to tell files apart without reading gigabytes.
+_DIGEST_READ_BYTES = 1 << 20
+# Hex characters of that key: 48 bits, plenty to keep a handful of converted models apart.
+_DIGEST_CHARS = 12
 
 # name -> (package that ships the GGUF, file inside it)
 BUILTIN_MODELS: dict[str, tuple[str, str]] = {
@@ -139,10 +144,10 @@ def _file_digest(path: Path) -> str:
     size = path.stat().st_size
     digest = hashlib.sha256(str(size).encode())
     with path.open("rb") as fh:
-        digest.update(fh.read(1 << 20))
-        fh.seek(max(0, size - (1 << 20)))
-        digest.update(fh.read(1 << 20))
-    return digest.hexdigest()[:12]
+        digest.update(fh.read(_DIGEST_READ_BYTES))
+        fh.seek(max(0, size - _DIGEST_READ_BYTES))
+        digest.update(fh.read(_DIGEST_READ_BYTES))
+    return digest.hexdigest()[:_DIGEST_CHARS]
 
 
 def _convert_gguf_cached(gguf: Path, name: str, cache_root: Path) -> Path:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from dpo_engine.config import TrainConfig
 from dpo_engine.data import TokenizedPair
 
 
@@ -64,48 +65,63 @@ class PackedBatch:
         return mask[:, None]
 
 
+# One pair's tokens laid out in a row: ids, positions, branch ids (0 prompt, 1 chosen, 2 rejected), and for each
+# scored token its source position in the run, its target id and its segment.
+_Run = tuple[list[int], list[int], list[int], list[int], list[int], list[int]]
+
+
 def pack_pairs(
     pairs: Sequence[TokenizedPair],
     *,
     pad_token_id: int,
-    pack_tokens: int = 512,
+    pack_tokens: int = TrainConfig.pack_tokens,
     completions: str = "both",
 ) -> PackedBatch:
     """Pack ``pairs`` into rows of at most ``pack_tokens`` tokens (a longer pair gets a row of its own).
 
     ``completions="chosen"`` packs ``[prompt | chosen]`` only (for SFT), giving ``B`` segments.
     """
-    runs: list[tuple[list[int], list[int], list[int], list[int], list[int], list[int]]] = []
     num_pairs = len(pairs)
-    completion_lengths: list[int] = []
-    for k, pair in enumerate(pairs):
-        branches = [pair.chosen_ids] if completions == "chosen" else [pair.chosen_ids, pair.rejected_ids]
-        p = len(pair.prompt_ids)
-        ids, pos, br = list(pair.prompt_ids), list(range(p)), [0] * p
-        src, tgt, seg = [], [], []
-        for j, completion in enumerate(branches):
-            start = len(ids)
-            for i, token in enumerate(completion):
-                source = (p - 1) if i == 0 else start + i - 1
-                if source >= 0:  # with an empty prompt the first token has no context, as in TRL
-                    src.append(source)
-                    tgt.append(token)
-                    seg.append(j * num_pairs + k)
-            ids += completion
-            pos += range(p, p + len(completion))
-            br += [j + 1] * len(completion)
-            completion_lengths.append(len(completion))
-        runs.append((ids, pos, br, src, tgt, seg))
-    # completion_lengths was filled pair by pair; reorder to [chosen..., rejected...].
-    per_pair = len(completion_lengths) // max(num_pairs, 1)
-    lengths = [completion_lengths[k * per_pair + j] for j in range(per_pair) for k in range(num_pairs)]
-
+    runs = [_pair_run(pair, k, num_pairs, chosen_only=completions == "chosen") for k, pair in enumerate(pairs)]
+    per_pair = 1 if completions == "chosen" else 2
+    # Segment order: every pair's chosen completion, then every pair's rejected one.
+    lengths = [len(pair.chosen_ids if j == 0 else pair.rejected_ids) for j in range(per_pair) for pair in pairs]
     capacity = max(pack_tokens, max(len(run[0]) for run in runs))
-    # First fit, longest first: fewer rows, and so less padding, than filling rows in data order.
+    rows, width = _first_fit([len(run[0]) for run in runs], capacity)
+    return _fill_rows(runs, rows, width, pad_token_id, num_segments=per_pair * num_pairs,
+                      completion_lengths=torch.tensor(lengths, dtype=torch.long))
+
+
+def _pair_run(pair: TokenizedPair, k: int, num_pairs: int, *, chosen_only: bool) -> _Run:
+    """Pair ``k`` as ``[prompt | chosen | rejected]`` (or ``[prompt | chosen]``), each completion positioned right
+    after the prompt; completion ``j``'s tokens are scored into segment ``j * num_pairs + k``."""
+    branches = [pair.chosen_ids] if chosen_only else [pair.chosen_ids, pair.rejected_ids]
+    p = len(pair.prompt_ids)
+    ids, pos, br = list(pair.prompt_ids), list(range(p)), [0] * p
+    src: list[int] = []
+    tgt: list[int] = []
+    seg: list[int] = []
+    for j, completion in enumerate(branches):
+        start = len(ids)
+        for i, token in enumerate(completion):
+            source = (p - 1) if i == 0 else start + i - 1
+            if source >= 0:  # with an empty prompt the first token has no context, as in TRL
+                src.append(source)
+                tgt.append(token)
+                seg.append(j * num_pairs + k)
+        ids += completion
+        pos += range(p, p + len(completion))
+        br += [j + 1] * len(completion)
+    return ids, pos, br, src, tgt, seg
+
+
+def _first_fit(run_lengths: list[int], capacity: int) -> tuple[list[list[int]], int]:
+    """Runs assigned to rows of ``capacity`` tokens, and the width of the fullest row. First fit, longest first:
+    fewer rows, and so less padding, than filling rows in data order."""
     rows: list[list[int]] = []
     room: list[int] = []
-    for k in sorted(range(len(runs)), key=lambda k: -len(runs[k][0])):
-        n = len(runs[k][0])
+    for k in sorted(range(len(run_lengths)), key=lambda k: -run_lengths[k]):
+        n = run_lengths[k]
         r = next((r for r, free in enumerate(room) if free >= n), None)
         if r is None:
             rows.append([k])
@@ -113,8 +129,20 @@ def pack_pairs(
         else:
             rows[r].append(k)
             room[r] -= n
-    width = capacity - min(room)
+    return rows, capacity - min(room)
 
+
+def _fill_rows(
+    runs: list[_Run],
+    rows: list[list[int]],
+    width: int,
+    pad_token_id: int,
+    *,
+    num_segments: int,
+    completion_lengths: Tensor,
+) -> PackedBatch:
+    """The batch of ``rows`` (lists of run indices) padded to ``width``, with the flat indices of the scored
+    tokens."""
     input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
     position_ids = torch.zeros((len(rows), width), dtype=torch.long)
     pair_ids = torch.full((len(rows), width), -1, dtype=torch.long)
@@ -143,7 +171,7 @@ def pack_pairs(
         source_index=torch.tensor(source_index, dtype=torch.long),
         target_ids=torch.tensor(target_ids, dtype=torch.long),
         segment_ids=torch.tensor(segment_ids, dtype=torch.long),
-        num_segments=per_pair * num_pairs,
-        completion_lengths=torch.tensor(lengths, dtype=torch.long),
+        num_segments=num_segments,
+        completion_lengths=completion_lengths,
         num_tokens=sum(len(run[0]) for run in runs),
     )

@@ -12,10 +12,14 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+# Multiplies the seed before the epoch is added: a prime above any epoch count, so no two (seed, epoch) pairs
+# share a generator seed.
+_EPOCH_SEED_STRIDE = 1_000_003
+
 
 def epoch_order(num_pairs: int, seed: int, epoch: int) -> list[int]:
     """The shuffled pair indices of ``epoch``."""
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    generator = torch.Generator().manual_seed(seed * _EPOCH_SEED_STRIDE + epoch)
     return torch.randperm(num_pairs, generator=generator).tolist()
 
 

@@ -111,17 +111,6 @@ def runs_dir(settings, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
     return settings.DUET_RUNS_DIR
 
 
-def _database_url() -> str:
-    from django.db import connection
-
-    db = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{db['NAME']}"
-    host, port = db.get("HOST") or "127.0.0.1", db.get("PORT") or 5432
-    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
-    return f"postgres://{db['USER']}{password}@{host}:{port}/{db['NAME']}"
-
-
 def _descendants(pid: int) -> list[int]:
     parents: dict[int, int] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -149,12 +138,15 @@ class Worker:
     def start(self, *, burst: bool = False) -> None:
         from django.conf import settings
 
+        from config.database_url import current_database_url
+
         env = {
             **os.environ,
-            "DATABASE_URL": _database_url(),
+            "DATABASE_URL": current_database_url(),
             "REDIS_URL": settings.REDIS_URL,
             "DUET_RUNS_DIR": str(self.runs_dir),
             "DUET_HEARTBEAT_SECONDS": "1",
+            "DUET_PROGRESS_SECONDS": "0.2",
             "DUET_MODEL_CACHE": os.environ.get("DUET_MODEL_CACHE", str(self.runs_dir / "model-cache")),
         }
         args = [sys.executable, "manage.py", "rqworker", "gpu", "default"] + (["--burst"] if burst else [])

@@ -8,9 +8,12 @@ from typing import Any
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
 from ninja import Router, Schema
+from pydantic import Field, create_model
 
-from annotate.api import StaffBearerToken
+from annotate.filters import JudgementFilter
+from config.auth import StaffBearerToken
 from training import services
+from training.engine_settings import SAMPLING_FIELDS, sampling_spec, schema_field
 from training.models import GenerationRun, ModelVersion, TrainingRun
 
 router = Router(auth=StaffBearerToken(), tags=["training"])
@@ -58,18 +61,17 @@ class ModelOut(Schema):
     created_at: datetime
 
 
-class GenerationIn(Schema):
-    model_version: str
-    prompts: str = GenerationRun.Prompts.ALL
-    since: datetime | None = None
-    tag: str = ""
-    pairing: str | None = None
-    n: int | None = None
-    temperature: float = 0.7
-    top_p: float = 0.95
-    max_new_tokens: int = 256
-    seed: int = 0
-    max_prompts: int | None = None
+GenerationIn = create_model(  # type: ignore[call-overload]
+    "GenerationIn",
+    __base__=Schema,
+    model_version=(str, ...),
+    prompts=(str, GenerationRun.Prompts.ALL),
+    since=(datetime | None, None),
+    tag=(str, ""),
+    pairing=(str | None, None),
+    max_prompts=(int | None, Field(default=None, ge=1)),
+    **{name: schema_field(sampling_spec(name)) for name in SAMPLING_FIELDS},
+)
 
 
 class GenerationOut(Schema):
@@ -140,9 +142,9 @@ def run_start(request: HttpRequest, payload: RunIn) -> Any:
         run = services.training_run_start(
             base_version=_version(payload.base_version),
             hyperparameters=payload.hyperparameters,
-            since=payload.since,
-            min_agreement=payload.min_agreement,
-            exclude_annotators=payload.exclude_annotators,
+            judgement_filter=JudgementFilter.from_inputs(
+                since=payload.since, min_agreement=payload.min_agreement, exclude=payload.exclude_annotators
+            ),
             user=request.user,  # type: ignore[arg-type]
         )
     except services.QueueUnavailable as exc:
@@ -196,8 +198,8 @@ def models_list(request: HttpRequest) -> Any:
 
 
 @router.post("/generations", response={202: GenerationOut, 400: ErrorOut, 404: ErrorOut, 503: ErrorOut})
-def generation_start(request: HttpRequest, payload: GenerationIn) -> Any:
-    options = payload.dict()
+def generation_start(request: HttpRequest, payload: GenerationIn) -> Any:  # type: ignore[valid-type]
+    options = payload.dict()  # type: ignore[attr-defined]
     version = _version(options.pop("model_version"))
     try:
         run = services.generation_run_start(model_version=version, user=request.user, **options)  # type: ignore[arg-type]

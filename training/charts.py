@@ -15,11 +15,18 @@ from django.utils.safestring import SafeString, mark_safe
 
 WIDTH = 480
 HEIGHT = 220
-MARGIN_LEFT = 50
-MARGIN_RIGHT = 16
-MARGIN_TOP = 16
-MARGIN_BOTTOM = 38
+MARGIN_LEFT = 50  # fits the widest y tick label, e.g. "-1.23e+4"
+MARGIN_RIGHT = 16  # keeps the last point's marker inside the box
+MARGIN_TOP = 16  # keeps the top tick label inside the box
+MARGIN_BOTTOM = 38  # two text lines: the x tick labels, then the axis title
 PALETTE = ("series-a", "series-b", "series-c", "series-d")
+# Pixel offsets of the text, tuned for duet.css's 12px chart font (.chart-tick, .chart-label).
+TICK_GAP = 6  # room between a y tick label and the plot area
+TEXT_BASELINE_SHIFT = 4  # about a third of the font, so a y label centres on its grid line
+X_TICK_DROP = 16  # x tick labels sit one line below the axis
+X_LABEL_RAISE = 6  # the x axis title sits this far above the chart's bottom edge
+MARKER_RADIUS = 3  # the last point's dot: visible, yet small next to a 480px-wide chart
+X_TICK_COUNT = 6  # a step axis reads well with one more tick than the value axis' default
 
 
 @dataclass(frozen=True)
@@ -91,61 +98,107 @@ def line_chart(
             "No data yet</text></svg>"
         )
         return mark_safe("".join(parts))  # noqa: S308 - built from escaped parts only
+    plane = _Plane.fit(plotted, y_range, width, height)
+    parts += _axes(plane, x_label)
+    parts += [_series_group(plane, index, label, points) for index, (label, points) in enumerate(plotted)]
+    parts.append("</svg>")
+    return mark_safe("".join(parts))  # noqa: S308 - built from escaped parts only
 
-    xs = [x for _, points in plotted for x, _ in points]
-    ys = [y for _, points in plotted for _, y in points]
-    x_low, x_high = min(xs), max(xs)
-    if x_high == x_low:
-        x_low, x_high = x_low - 1, x_high + 1
-    y_ticks = nice_ticks(*(y_range or (min(ys), max(ys))))
-    y_low, y_high = y_ticks[0], y_ticks[-1]
-    left, right = MARGIN_LEFT, width - MARGIN_RIGHT
-    top, bottom = MARGIN_TOP, height - MARGIN_BOTTOM
 
-    def sx(x: float) -> float:
-        return left + (x - x_low) / (x_high - x_low) * (right - left)
+@dataclass(frozen=True)
+class _Plane:
+    """The data's ranges and the plot area's pixel box: maps (step, value) to SVG coordinates."""
 
-    def sy(y: float) -> float:
-        return bottom - (y - y_low) / (y_high - y_low) * (bottom - top)
+    x_low: float
+    x_high: float
+    y_ticks: list[float]
+    width: int
+    height: int
 
-    parts.append('<g class="chart-grid">')
-    for tick in y_ticks:
-        y = sy(tick)
+    @classmethod
+    def fit(
+        cls,
+        plotted: Sequence[tuple[str, list[tuple[float, float]]]],
+        y_range: tuple[float, float] | None,
+        width: int,
+        height: int,
+    ) -> _Plane:
+        xs = [x for _, points in plotted for x, _ in points]
+        ys = [y for _, points in plotted for _, y in points]
+        x_low, x_high = min(xs), max(xs)
+        if x_high == x_low:
+            # One step would make a zero-width axis: widen it by a step each way.
+            x_low, x_high = x_low - 1, x_high + 1
+        y_ticks = nice_ticks(*(y_range or (min(ys), max(ys))))
+        return cls(x_low, x_high, y_ticks, width, height)
+
+    @property
+    def left(self) -> int:
+        return MARGIN_LEFT
+
+    @property
+    def right(self) -> int:
+        return self.width - MARGIN_RIGHT
+
+    @property
+    def top(self) -> int:
+        return MARGIN_TOP
+
+    @property
+    def bottom(self) -> int:
+        return self.height - MARGIN_BOTTOM
+
+    def sx(self, x: float) -> float:
+        return self.left + (x - self.x_low) / (self.x_high - self.x_low) * (self.right - self.left)
+
+    def sy(self, y: float) -> float:
+        y_low, y_high = self.y_ticks[0], self.y_ticks[-1]
+        return self.bottom - (y - y_low) / (y_high - y_low) * (self.bottom - self.top)
+
+
+def _axes(plane: _Plane, x_label: str) -> list[str]:
+    """Horizontal grid lines with y tick labels, x tick labels, the x axis and its label."""
+    left, right, bottom = plane.left, plane.right, plane.bottom
+    parts = ['<g class="chart-grid">']
+    for tick in plane.y_ticks:
+        y = plane.sy(tick)
         parts.append(f'<line x1="{left}" x2="{right}" y1="{y:.1f}" y2="{y:.1f}"/>')
         parts.append(
-            f'<text class="chart-tick" x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">'
+            f'<text class="chart-tick" x="{left - TICK_GAP}" y="{y + TEXT_BASELINE_SHIFT:.1f}" text-anchor="end">'
             f"{escape(format_number(tick))}</text>"
         )
-    for tick in _x_ticks(x_low, x_high):
-        x = sx(tick)
+    for tick in _x_ticks(plane.x_low, plane.x_high):
+        x = plane.sx(tick)
         parts.append(
-            f'<text class="chart-tick" x="{x:.1f}" y="{bottom + 16}" text-anchor="middle">'
+            f'<text class="chart-tick" x="{x:.1f}" y="{bottom + X_TICK_DROP}" text-anchor="middle">'
             f"{escape(format_number(tick))}</text>"
         )
     parts.append("</g>")
     parts.append(f'<line class="chart-axis" x1="{left}" x2="{right}" y1="{bottom}" y2="{bottom}"/>')
     parts.append(
-        f'<text class="chart-label" x="{(left + right) / 2:.1f}" y="{height - 6}" text-anchor="middle">'
-        f"{escape(x_label)}</text>"
+        f'<text class="chart-label" x="{(left + right) / 2:.1f}" y="{plane.height - X_LABEL_RAISE}" '
+        f'text-anchor="middle">{escape(x_label)}</text>'
     )
-    for index, (label, points) in enumerate(plotted):
-        css = PALETTE[index % len(PALETTE)]
-        d = " ".join(f"{'M' if i == 0 else 'L'}{sx(x):.1f},{sy(y):.1f}" for i, (x, y) in enumerate(points))
-        last_x, last_y = points[-1]
-        parts.append(
-            f'<g class="chart-series {css}" data-label="{escape(label)}">'
-            f'<path d="{d}" fill="none"><title>{escape(label)}</title></path>'
-            f'<circle cx="{sx(last_x):.1f}" cy="{sy(last_y):.1f}" r="3">'
-            f"<title>{escape(label)} at {escape(format_number(last_x))}: {escape(format_number(last_y))}</title>"
-            "</circle></g>"
-        )
-    parts.append("</svg>")
-    return mark_safe("".join(parts))  # noqa: S308 - built from escaped parts only
+    return parts
+
+
+def _series_group(plane: _Plane, index: int, label: str, points: list[tuple[float, float]]) -> str:
+    """One series' path, with a marker and a tooltip on its last point."""
+    css = PALETTE[index % len(PALETTE)]
+    d = " ".join(f"{'M' if i == 0 else 'L'}{plane.sx(x):.1f},{plane.sy(y):.1f}" for i, (x, y) in enumerate(points))
+    last_x, last_y = points[-1]
+    return (
+        f'<g class="chart-series {css}" data-label="{escape(label)}">'
+        f'<path d="{d}" fill="none"><title>{escape(label)}</title></path>'
+        f'<circle cx="{plane.sx(last_x):.1f}" cy="{plane.sy(last_y):.1f}" r="{MARKER_RADIUS}">'
+        f"<title>{escape(label)} at {escape(format_number(last_x))}: {escape(format_number(last_y))}</title>"
+        "</circle></g>"
+    )
 
 
 def _x_ticks(low: float, high: float) -> list[float]:
     """Whole-number ticks within the data's steps (steps are integers)."""
-    ticks = [t for t in nice_ticks(low, high, 6) if low <= t <= high]
+    ticks = [t for t in nice_ticks(low, high, X_TICK_COUNT) if low <= t <= high]
     whole = sorted({float(round(t)) for t in ticks})
     return whole or [low, high]
 

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db import models
 
 from annotate.models import Judgement
+from training.engine_settings import sampling_default
 
 
 class ModelVersion(models.Model):
@@ -23,6 +24,25 @@ class ModelVersion(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def ancestors(self) -> list[ModelVersion]:
+        """Parent, grandparent, ... up to the root, nearest first.
+
+        One query for the whole lineage table: versions number in the tens, and a walk by
+        ``parent`` would cost a query per generation.
+        """
+        by_id = ModelVersion.objects.in_bulk()
+        chain: list[ModelVersion] = []
+        parent_id = self.parent_id
+        while parent_id is not None and parent_id in by_id:
+            chain.append(by_id[parent_id])
+            parent_id = by_id[parent_id].parent_id
+        return chain
+
+    @property
+    def depth(self) -> int:
+        """How many versions the lineage has up to this one: the base is round 1, its child round 2."""
+        return 1 + len(self.ancestors())
 
 
 class RunStatus(models.TextChoices):
@@ -126,11 +146,13 @@ class GenerationRun(RunBase):
     since = models.DateTimeField(null=True, blank=True)
     tag = models.CharField(max_length=100, blank=True)
     pairing = models.CharField(max_length=10, choices=Pairing.choices, default=Pairing.PARENT)
-    n = models.PositiveSmallIntegerField(default=1, help_text="Completions per prompt from this version.")
-    temperature = models.FloatField(default=0.7)
-    top_p = models.FloatField(default=0.95)
-    max_new_tokens = models.PositiveIntegerField(default=256)
-    seed = models.IntegerField(default=0)
+    n = models.PositiveSmallIntegerField(
+        default=sampling_default("n"), help_text="Completions per prompt from this version."
+    )
+    temperature = models.FloatField(default=sampling_default("temperature"))
+    top_p = models.FloatField(default=sampling_default("top_p"))
+    max_new_tokens = models.PositiveIntegerField(default=sampling_default("max_new_tokens"))
+    seed = models.IntegerField(default=sampling_default("seed"))
     max_prompts = models.PositiveIntegerField(null=True, blank=True)
     round = models.PositiveIntegerField(default=1)
     after_training = models.ForeignKey(

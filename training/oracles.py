@@ -28,6 +28,7 @@ from django.db.models import F
 
 from annotate import services as annotate_services
 from annotate.models import Comparison, Judgement, Prompt
+from training.engine_settings import sampling_default
 from training.models import ModelVersion
 
 ORACLE_NAMES = ("shorter", "longer", "no-phrase:TEXT")
@@ -161,10 +162,11 @@ def oracle_judge_open(*, oracle: Oracle, limit: int, tag: str | None = None, see
 class Sampling:
     """How evaluation completions are drawn; the same seed for both versions pairs their randomness per prompt."""
 
-    temperature: float = 0.7
-    top_p: float = 0.95
+    temperature: float = sampling_default("temperature")
+    top_p: float = sampling_default("top_p")
+    # Shorter than a round's answers: held-out scoring samples two versions every round, and must stay quick on a CPU.
     max_new_tokens: int = 96
-    seed: int = 0
+    seed: int = sampling_default("seed")
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,10 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import Count, Prefetch
+from django.db.models import Count, F, Prefetch
 from django.shortcuts import get_object_or_404
 
+from annotate.models import Comparison, Completion, Prompt
 from training.charts import Series, legend, line_chart
 from training.models import GenerationRun, ModelVersion, RunStatus, TrainingMetric, TrainingRun
 
@@ -212,15 +213,38 @@ def model_version_detail(*, version_id: int) -> VersionDetail:
         ),
         pk=version_id,
     )
-    lineage = []
-    ancestor = version.parent
-    while ancestor is not None:
-        lineage.append(ancestor)
-        ancestor = ancestor.parent
     return VersionDetail(
         version=version,
-        lineage=list(reversed(lineage)),
+        lineage=list(reversed(version.ancestors())),
         children=list(version.children.all()),
         training_runs=list(version.training_runs.select_related("produced_version").order_by("-id")[:RUNS_SHOWN]),
         generation_runs=list(version.generation_runs.order_by("-id")[:RUNS_SHOWN]),
     )
+
+
+# Generation rounds ----------------------------------------------------------------------
+
+
+def generation_prompts(*, run: GenerationRun) -> list[Prompt]:
+    """The prompts a generation round answers, oldest first, as its selection and cap say."""
+    prompts = Prompt.objects.order_by("id")
+    if run.prompts == GenerationRun.Prompts.NEW and run.since is not None:
+        prompts = prompts.filter(created_at__gte=run.since)
+    if run.prompts == GenerationRun.Prompts.UNPAIRED:
+        open_ids = Comparison.objects.filter(judgement_count__lt=F("target_judgements")).values("prompt_id")
+        prompts = prompts.exclude(id__in=open_ids)
+    selected = list(prompts)
+    if run.prompts == GenerationRun.Prompts.TAG:
+        # JSON containment is not portable to SQLite, and tags are short lists: filter here.
+        selected = [p for p in selected if run.tag in (p.tags or [])]
+    return selected[: run.max_prompts] if run.max_prompts else selected
+
+
+def first_completions(*, version: ModelVersion, prompts: list[Prompt]) -> dict[int, Completion]:
+    """``version``'s oldest completion of each of ``prompts`` that has one, by prompt id."""
+    found: dict[int, Completion] = {}
+    for completion in Completion.objects.filter(model_version=version, prompt_id__in=[p.id for p in prompts]).order_by(
+        "id"
+    ):
+        found.setdefault(completion.prompt_id, completion)
+    return found

@@ -15,7 +15,8 @@ from django.http import HttpResponse, HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from annotate.views import AuthedRequest, content_security_policy, staff_required
+from annotate.filters import JudgementFilter
+from config.auth import AuthedRequest, staff_required
 from training import selectors, services
 from training.forms import WARMUP_NOTE, GenerationRunForm, TrainingRunForm
 from training.leaderboard import leaderboard
@@ -31,7 +32,6 @@ def _messages(request: AuthedRequest) -> list[tuple[str, str]]:
 # Runs -----------------------------------------------------------------------------------
 
 
-@content_security_policy
 @staff_required
 @require_GET
 def runs_page(request: AuthedRequest) -> HttpResponse:
@@ -39,7 +39,6 @@ def runs_page(request: AuthedRequest) -> HttpResponse:
     return render(request, "training/runs.html", context)
 
 
-@content_security_policy
 @staff_required
 @require_http_methods(["GET", "POST"])
 def training_run_new(request: AuthedRequest) -> HttpResponseBase:
@@ -48,14 +47,11 @@ def training_run_new(request: AuthedRequest) -> HttpResponseBase:
     form = TrainingRunForm(request.POST)
     if not form.is_valid():
         return _render_start_form(request, form, status=400)
-    data = form.cleaned_data
     try:
         run = services.training_run_start(
-            base_version=data["base_version"],
+            base_version=form.cleaned_data["base_version"],
             hyperparameters=form.hyperparameters(),
-            since=data["since"],
-            min_agreement=data["min_agreement"],
-            exclude_annotators=data["exclude_annotators"],
+            judgement_filter=form.judgement_filter(),
             user=request.user,
         )
     except services.QueueUnavailable as exc:
@@ -84,14 +80,12 @@ def _training_context(request: AuthedRequest, run_id: int, **extra: Any) -> dict
     }
 
 
-@content_security_policy
 @staff_required
 @require_GET
 def training_run_page(request: AuthedRequest, run_id: int) -> HttpResponse:
     return render(request, "training/run.html", _training_context(request, run_id))
 
 
-@content_security_policy
 @staff_required
 @require_GET
 def training_run_live(request: AuthedRequest, run_id: int) -> HttpResponse:
@@ -118,20 +112,21 @@ def _after_run_action(
     return render(request, "training/_generation_live.html", context, status=status)
 
 
-@content_security_policy
 @staff_required
 @require_POST
 def training_run_cancel(request: AuthedRequest, run_id: int) -> HttpResponseBase:
-    run = get_object_or_404(TrainingRun, pk=run_id)
+    return _cancel(request, get_object_or_404(TrainingRun, pk=run_id), stops_after="the current step")
+
+
+def _cancel(request: AuthedRequest, run: TrainingRun | GenerationRun, *, stops_after: str) -> HttpResponseBase:
     try:
         services.training_run_cancel(run=run)
     except services.RunStateError as exc:
         return _after_run_action(request, run, message=f"Not cancelled: {exc}.", level="error", status=409)
-    message = "Cancelled." if run.is_finished else "Cancelling: the worker stops after the current step."
+    message = "Cancelled." if run.is_finished else f"Cancelling: the worker stops after {stops_after}."
     return _after_run_action(request, run, message=message, level="success")
 
 
-@content_security_policy
 @staff_required
 @require_POST
 def training_run_resume(request: AuthedRequest, run_id: int) -> HttpResponseBase:
@@ -160,37 +155,27 @@ def _generation_context(request: AuthedRequest, run_id: int, **extra: Any) -> di
     }
 
 
-@content_security_policy
 @staff_required
 @require_GET
 def generation_run_page(request: AuthedRequest, run_id: int) -> HttpResponse:
     return render(request, "training/generation.html", _generation_context(request, run_id))
 
 
-@content_security_policy
 @staff_required
 @require_GET
 def generation_run_live(request: AuthedRequest, run_id: int) -> HttpResponse:
     return render(request, "training/_generation_live.html", _generation_context(request, run_id))
 
 
-@content_security_policy
 @staff_required
 @require_POST
 def generation_run_cancel(request: AuthedRequest, run_id: int) -> HttpResponseBase:
-    run = get_object_or_404(GenerationRun, pk=run_id)
-    try:
-        services.training_run_cancel(run=run)
-    except services.RunStateError as exc:
-        return _after_run_action(request, run, message=f"Not cancelled: {exc}.", level="error", status=409)
-    message = "Cancelled." if run.is_finished else "Cancelling: the worker stops after the current batch."
-    return _after_run_action(request, run, message=message, level="success")
+    return _cancel(request, get_object_or_404(GenerationRun, pk=run_id), stops_after="the current batch")
 
 
 # Model versions -------------------------------------------------------------------------
 
 
-@content_security_policy
 @staff_required
 @require_GET
 def versions_page(request: AuthedRequest) -> HttpResponse:
@@ -211,7 +196,6 @@ def _render_version(
     return render(request, "training/version.html", context, status=status)
 
 
-@content_security_policy
 @staff_required
 @require_http_methods(["GET", "POST"])
 def version_page(request: AuthedRequest, version_id: int) -> HttpResponseBase:
@@ -234,7 +218,6 @@ def version_page(request: AuthedRequest, version_id: int) -> HttpResponseBase:
     return redirect("training:generation", run_id=run.pk)
 
 
-@content_security_policy
 @staff_required
 @require_POST
 def version_next_round(request: AuthedRequest, version_id: int) -> HttpResponseBase:
@@ -254,11 +237,10 @@ def version_next_round(request: AuthedRequest, version_id: int) -> HttpResponseB
 # Leaderboard ----------------------------------------------------------------------------
 
 
-@content_security_policy
 @staff_required
 @require_GET
 def leaderboard_page(request: AuthedRequest) -> HttpResponse:
     raw = request.GET.get("exclude", "")
-    excluded = [name.strip() for name in raw.split(",") if name.strip()]
-    context = {"board": leaderboard(exclude_annotators=excluded), "exclude": raw, "section": "models"}
+    board = leaderboard(judgement_filter=JudgementFilter.from_inputs(exclude=raw))
+    context = {"board": board, "exclude": raw, "section": "models"}
     return render(request, "training/leaderboard.html", context)

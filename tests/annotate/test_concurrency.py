@@ -36,16 +36,16 @@ def test_concurrent_annotators_keep_the_invariants():
         try:
             start.wait()
             while True:
-                assignment = services.assignment_next(annotator=user)
-                if assignment is None:
+                card = services.assignment_next(annotator=user)
+                if card is None:
                     return
                 # Two threads share each annotator, so double submits really happen.
                 try:
                     judgement = services.judgement_record(
                         annotator=user,
-                        comparison_id=assignment.comparison_id,
-                        left_id=assignment.left_id,
-                        right_id=assignment.right_id,
+                        comparison_id=card.comparison_id,
+                        left_id=card.left.id,
+                        right_id=card.right.id,
                         choice=rng.choice(["left", "right", "tie", "both_bad"]),
                     )
                 except services.JudgementConflict:

@@ -32,13 +32,13 @@ def _judge_everything(write_jsonl):
     with path.open("rb") as stream:
         services.pairs_import(stream=stream, name=path.name)
     user = UserFactory()
-    while (assignment := services.assignment_next(annotator=user)) is not None:
-        chosen_is_left = assignment.left.text != "No."
+    while (card := services.assignment_next(annotator=user)) is not None:
+        chosen_is_left = card.left.text != "No."
         services.judgement_record(
             annotator=user,
-            comparison_id=assignment.comparison_id,
-            left_id=assignment.left_id,
-            right_id=assignment.right_id,
+            comparison_id=card.comparison_id,
+            left_id=card.left.id,
+            right_id=card.right.id,
             choice="left" if chosen_is_left else "right",
         )
 

@@ -1,6 +1,8 @@
 import pytest
 
 from annotate import selectors, services
+from annotate.filters import JudgementFilter
+from annotate.models import Judgement
 from tests.annotate.factories import ComparisonFactory, UserFactory
 
 
@@ -25,3 +27,40 @@ def test_progress_counts_open_slots_the_annotator_has_not_seen():
     services.assignment_next(annotator=user)
     progress = selectors.annotator_progress(annotator=user)
     assert (progress.judged_today, progress.remaining) == (0, 2 * 2 + 1)
+
+
+def _vote(comparison, *, annotator=None, source="human"):
+    return Judgement.objects.create(
+        comparison=comparison,
+        annotator=annotator,
+        source=source,
+        left_id=comparison.completion_a_id,
+        right_id=comparison.completion_b_id,
+        choice="left",
+        winner_id=comparison.completion_a_id,
+    )
+
+
+@pytest.mark.django_db
+def test_judgements_matching_leaves_out_an_excluded_annotator():
+    comparison = ComparisonFactory(target_judgements=2)
+    _vote(comparison, annotator=UserFactory(username="bot"))
+    kept = _vote(comparison, annotator=UserFactory())
+    matching = selectors.judgements_matching(judgement_filter=JudgementFilter(exclude_annotators=("bot",)))
+    assert list(matching) == [kept]
+
+
+@pytest.mark.django_db
+def test_judgements_matching_leaves_out_judgements_imported_from_an_excluded_source():
+    comparison = ComparisonFactory(target_judgements=2)
+    _vote(comparison, source="gold.jsonl")
+    kept = _vote(comparison, source="silver.jsonl")
+    matching = selectors.judgements_matching(judgement_filter=JudgementFilter(exclude_sources=("gold.jsonl",)))
+    assert list(matching) == [kept]
+
+
+@pytest.mark.django_db
+def test_an_excluded_source_keeps_peoples_judgements():
+    person = _vote(ComparisonFactory(), annotator=UserFactory())
+    matching = selectors.judgements_matching(judgement_filter=JudgementFilter(exclude_sources=("human",)))
+    assert list(matching) == [person]

@@ -5,7 +5,7 @@ import pytest
 from transformers import AutoModelForCausalLM
 
 from dpo_engine.cli import main
-from dpo_engine.config import TrainConfig
+from dpo_engine.config import GenerateConfig, TrainConfig, config_fields
 
 
 def test_train_writes_metrics_and_final_model(tiny_model_dir, make_preference_file, tmp_path, capsys):
@@ -58,3 +58,21 @@ def test_generate_subcommand_is_wired(capsys):
         main(["generate", "--help"])
     assert exit_info.value.code == 0
     assert "usage: python -m dpo_engine generate" in capsys.readouterr().out
+
+
+def test_generate_refuses_out_of_range_sampling_by_option_name(tmp_path, capsys):
+    code = main(["generate", "--prompts", str(tmp_path / "p.jsonl"), "--out", str(tmp_path / "o.jsonl"),
+                 "--top-p", "1.5"])
+    assert code == 2
+    assert capsys.readouterr().err == "error: --top-p must be in (0, 1], got 1.5\n"
+
+
+def test_generate_help_shows_generate_configs_defaults_and_bounds(capsys):
+    with pytest.raises(SystemExit):
+        main(["generate", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for spec in config_fields(GenerateConfig):
+        assert spec.flag in text
+    assert "Must be in [0, 5]. (default: 0.7)" in text
+    assert "Must be in (0, 1]. (default: 0.95)" in text
+    assert "Must be in [1, 8192]. (default: 256)" in text

@@ -119,7 +119,13 @@ def test_prompt_longer_than_the_context_is_refused(model, tokenizer):
 
 @pytest.mark.parametrize(
     ("setting", "message"),
-    [({"n": 0}, "n must be"), ({"top_p": 0.0}, "top_p must be"), ({"temperature": -1.0}, "temperature must be")],
+    [
+        ({"n": 0}, "n must be"),
+        ({"top_p": 0.0}, "top_p must be"),
+        ({"temperature": -1.0}, "temperature must be"),
+        ({"n": 17}, r"^n must be in \[1, 16\], got 17$"),
+        ({"max_new_tokens": 9000}, r"^max_new_tokens must be in \[1, 8192\]"),
+    ],
 )
 def test_bad_sampling_settings_are_refused(model, tokenizer, setting, message):
     with pytest.raises(ValueError, match=message):

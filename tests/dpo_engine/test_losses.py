@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from dpo_engine.config import LOSS_NAMES
 from dpo_engine.losses import LOSSES, LossInputs, compute_loss, rewards
 
 POLICY_CHOSEN = [-10.0, -20.5, -3.0]
@@ -75,6 +76,11 @@ def test_loss_matches_its_formula(name, beta, eps):
 
 def test_registry_holds_the_trl_names():
     assert set(LOSSES) == {"sigmoid", "ipo", "hinge", "robust", "sppo_hard", "nca_pair", "apo_zero", "sigmoid_norm"}
+
+
+def test_config_validates_against_the_registrys_names():
+    assert set(LOSS_NAMES) == set(LOSSES)
+    assert len(LOSS_NAMES) == len(LOSSES)
 
 
 def test_compute_loss_is_the_weighted_sum_of_batch_means():

@@ -3,6 +3,7 @@ from __future__ import annotations
 from annotate import services
 from annotate.models import Comparison, Completion
 from tests.annotate.factories import ComparisonFactory, CompletionFactory, PromptFactory, UserFactory
+from training.models import ModelVersion
 
 
 def judged_preferences(count: int, *, good: str = "Sure, here it is.", bad: str = "No.") -> list[Comparison]:
@@ -27,5 +28,5 @@ def judged_preferences(count: int, *, good: str = "Sure, here it is.", bad: str 
     return comparisons
 
 
-def completion_of(version_name: str, prompt) -> Completion:  # type: ignore[no-untyped-def]
-    return CompletionFactory(prompt=prompt, model_name=version_name)
+def completion_of(version: ModelVersion, prompt) -> Completion:  # type: ignore[no-untyped-def]
+    return CompletionFactory(prompt=prompt, model_name=version.name, model_version=version)

@@ -99,3 +99,22 @@ def test_generations_start_is_202(client, tiny_version):
 def test_generations_with_bad_settings_are_400(client, tiny_version, payload):
     response = _post(client, "/api/v1/generations", {"model_version": "tiny", **payload}, StaffFactory())
     assert response.status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("hyperparameters", "field"), [({"loss": ["nope"]}, "loss"), ({"lr": "abc"}, "lr"), ({"epochs": 0}, "epochs")]
+)
+def test_a_bad_hyperparameter_is_a_400_naming_it_and_queues_nothing(client, tiny_version, hyperparameters, field):
+    response = _post(
+        client, "/api/v1/runs", {"base_version": "tiny", "hyperparameters": hyperparameters}, StaffFactory()
+    )
+    assert response.status_code == 400
+    assert field in response.json()["detail"]
+    assert TrainingRun.objects.count() == 0
+
+
+def test_a_generation_setting_out_of_bounds_is_refused_and_queues_nothing(client, tiny_version):
+    response = _post(client, "/api/v1/generations", {"model_version": "tiny", "temperature": 9}, StaffFactory())
+    assert response.status_code == 400
+    assert "temperature" in response.json()["detail"]
+    assert GenerationRun.objects.count() == 0

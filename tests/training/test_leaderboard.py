@@ -9,6 +9,7 @@ import pytest
 from django.contrib.auth.models import User
 
 from annotate import formats
+from annotate.filters import JudgementFilter
 from annotate.models import Comparison, Completion, Judgement, Prompt
 from tests.annotate.factories import UserFactory
 from training.leaderboard import ELO_PER_NAT, bradley_terry, leaderboard
@@ -35,6 +36,7 @@ def _completion(prompt: Prompt, model_name: str) -> Completion:
         text=text,
         messages=[{"role": "assistant", "content": text}],
         model_name=model_name,
+        model_version=ModelVersion.objects.filter(name=model_name).first(),
         content_hash=formats.content_hash("completion", prompt.id, text),
     )
 
@@ -193,6 +195,13 @@ def test_no_judgements_at_all_gives_an_empty_but_complete_board():
     assert board.position_bias.rate is None
 
 
+def test_a_completion_counts_for_the_version_that_generated_it_not_for_a_name_it_shares():
+    _, v1 = _versions("base", "v1")
+    _judge([("base", "v1", "left")] * 3)
+    Completion.objects.filter(model_version=v1).update(model_version=None)
+    assert leaderboard(bootstrap=0).judgements == 0
+
+
 def test_judgements_between_unregistered_or_identical_versions_and_imported_ones_are_left_out():
     _versions("base", "v1")
     _judge([("base", "v1", "left")] * 4 + [("base", "stranger", "left")] * 9 + [("v1", "v1", "left")] * 3)
@@ -205,7 +214,7 @@ def test_excluded_annotators_do_not_count():
     _versions("base", "v1")
     _judge([("base", "v1", "left")] * 4, annotator_name="keep")
     _judge([("base", "v1", "right")] * 6, annotator_name="oracle-shorter")
-    board = leaderboard(exclude_annotators=["oracle-shorter"], bootstrap=0)
+    board = leaderboard(judgement_filter=JudgementFilter(exclude_annotators=("oracle-shorter",)), bootstrap=0)
     assert board.judgements == 4
     assert board.position_bias.decisive == 4
 

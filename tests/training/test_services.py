@@ -115,7 +115,7 @@ def test_generation_pairs_two_samples_into_open_comparisons(tiny_version, worker
     worker.start(burst=True)
     wait_for(lambda: _status(run) in (RunStatus.SUCCEEDED, RunStatus.FAILED), what="the generation")
     assert run.status == RunStatus.SUCCEEDED, run.traceback or worker.output()
-    made = Completion.objects.filter(model_name="tiny")
+    made = Completion.objects.filter(model_version=tiny_version)
     assert made.count() == run.completions_created == 6
     assert {c.prompt_id for c in made} == {p.id for p in prompts}
     assert made.first().generation["generation_run"] == run.pk

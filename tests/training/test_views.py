@@ -185,6 +185,7 @@ def test_the_run_keeps_the_data_filters_of_the_form(staff_client: Client, versio
         "since": "2026-01-02T00:00:00+00:00",
         "min_agreement": 0.75,
         "exclude_annotators": ["bot", "ann"],
+        "exclude_sources": ["bot", "ann"],
     }
 
 
@@ -553,8 +554,8 @@ def test_the_leaderboard_shows_ratings_win_rate_against_the_parent_and_position_
         prompt = PromptFactory()
         comparison = ComparisonFactory(
             prompt=prompt,
-            completion_a=CompletionFactory(prompt=prompt, model_name=child.name),
-            completion_b=CompletionFactory(prompt=prompt, model_name="tiny-base"),
+            completion_a=CompletionFactory(prompt=prompt, model_name=child.name, model_version=child),
+            completion_b=CompletionFactory(prompt=prompt, model_name="tiny-base", model_version=child.parent),
         )
         # The child wins three of four, shown on the left twice and on the right once.
         choice = ["left", "right", "left", "tie"][index]

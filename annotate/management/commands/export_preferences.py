@@ -4,6 +4,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.dateparse import parse_date, parse_datetime
 
 from annotate import services
+from annotate.filters import JudgementFilter
 
 
 def _since(value: str) -> datetime:
@@ -26,18 +27,25 @@ class Command(BaseCommand):
         parser.add_argument("--min-agreement", type=float, default=0.0, help="keep rows at least this agreed (0-1)")
         parser.add_argument("--since", type=_since, default=None, help="only judgements made since this date")
         parser.add_argument(
-            "--exclude-annotator", action="append", default=[], metavar="NAME", help="leave this annotator out"
+            "--exclude-annotator",
+            action="append",
+            default=[],
+            metavar="NAME",
+            help="leave out this annotator or import file (repeat it, or separate names with commas)",
         )
 
     def handle(self, *args: object, **options: object) -> None:
         try:
+            judgement_filter = JudgementFilter.from_inputs(
+                since=options["since"],  # type: ignore[arg-type]
+                min_agreement=float(options["min_agreement"]),  # type: ignore[arg-type]
+                exclude=list(options["exclude_annotator"]),  # type: ignore[call-overload]
+            )
             result = services.export_preferences(
                 path=str(options["path"]),
                 fmt=str(options["format"]),
                 conversational=bool(options["conversational"]),
-                min_agreement=float(options["min_agreement"]),  # type: ignore[arg-type]
-                since=options["since"],  # type: ignore[arg-type]
-                exclude_annotators=list(options["exclude_annotator"]),  # type: ignore[call-overload]
+                judgement_filter=judgement_filter,
             )
         except ValueError as exc:
             raise CommandError(str(exc)) from exc

@@ -1,13 +1,41 @@
-"""What the run commands share: naming a version, and waiting for a run while a worker does it."""
+"""What the run commands share: the engine's options, naming a version, and waiting for a run."""
 
 from __future__ import annotations
 
+import argparse
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from django.core.management.base import CommandError, OutputWrapper
 
+from dpo_engine.config import GenerateConfig, TrainConfig, add_config_arguments, config_fields
+from training.engine_settings import RUN_OWNED_TRAIN_FIELDS, SAMPLING_FIELDS
 from training.models import ModelVersion, RunStatus
+
+# The worker picks the device of a run it takes.
+COMMAND_OWNED_TRAIN_FIELDS = RUN_OWNED_TRAIN_FIELDS | {"device"}
+
+
+def add_training_arguments(parser: argparse.ArgumentParser) -> None:
+    """``TrainConfig``'s options that a run takes; only the ones typed reach the parsed options."""
+    group = parser.add_argument_group("training (dpo_engine)")
+    add_config_arguments(group, TrainConfig, exclude=COMMAND_OWNED_TRAIN_FIELDS, only_given=True)
+
+
+def training_options(options: dict[str, Any]) -> dict[str, Any]:
+    return {spec.name: options[spec.name] for spec in config_fields(TrainConfig) if spec.name in options}
+
+
+def add_sampling_arguments(parser: argparse.ArgumentParser, *, names: Sequence[str] = SAMPLING_FIELDS) -> None:
+    """``GenerateConfig``'s sampling options ``names``; the ones not typed keep the engine's defaults."""
+    group = parser.add_argument_group("sampling (dpo_engine)")
+    excluded = {spec.name for spec in config_fields(GenerateConfig)} - set(names)
+    add_config_arguments(group, GenerateConfig, exclude=excluded, only_given=True)
+
+
+def sampling_options(options: dict[str, Any]) -> dict[str, Any]:
+    return {name: options[name] for name in SAMPLING_FIELDS if name in options}
 
 
 def version_named(name: str | None, fallback: Callable[[], ModelVersion]) -> ModelVersion:

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from training import services
-from training.management.commands._runs import version_named, wait
+from training.management.commands._runs import add_sampling_arguments, sampling_options, version_named, wait
 from training.models import GenerationRun
 
 
@@ -16,13 +16,9 @@ class Command(BaseCommand):
         parser.add_argument(
             "--prompts", default="all", help="all | new:DATE | tag:TAG | unpaired (prompts without an open comparison)"
         )
-        parser.add_argument("--n", type=int, default=None, help="completions per prompt (default 2 when self-paired)")
         parser.add_argument("--pairing", choices=GenerationRun.Pairing.values, default=None)
-        parser.add_argument("--temperature", type=float, default=0.7)
-        parser.add_argument("--top-p", type=float, default=0.95)
-        parser.add_argument("--max-new-tokens", type=int, default=256)
         parser.add_argument("--max-prompts", type=int, default=None)
-        parser.add_argument("--seed", type=int, default=0)
+        add_sampling_arguments(parser)
         parser.add_argument("--wait", action="store_true", help="wait until the round ends")
 
     def handle(self, *args: object, **options: object) -> None:
@@ -41,12 +37,8 @@ class Command(BaseCommand):
                 since=since,
                 tag=value if selection == "tag" else "",
                 pairing=options["pairing"],  # type: ignore[arg-type]
-                n=options["n"],  # type: ignore[arg-type]
-                temperature=float(options["temperature"]),  # type: ignore[arg-type]
-                top_p=float(options["top_p"]),  # type: ignore[arg-type]
-                max_new_tokens=int(options["max_new_tokens"]),  # type: ignore[call-overload]
                 max_prompts=options["max_prompts"],  # type: ignore[arg-type]
-                seed=int(options["seed"]),  # type: ignore[call-overload]
+                **sampling_options(options),
             )
         except (services.QueueUnavailable, ValueError) as exc:
             raise CommandError(str(exc)) from exc

@@ -1,9 +1,14 @@
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from dpo_engine.config import add_config_arguments
 from training import services
-from training.management.commands._runs import version_named, wait
-from training.management.commands.train_dpo import ENGINE_OWNED, _engine_fields
+from training.management.commands._runs import (
+    add_sampling_arguments,
+    add_training_arguments,
+    sampling_options,
+    training_options,
+    version_named,
+    wait,
+)
 
 
 class Command(BaseCommand):
@@ -16,19 +21,20 @@ class Command(BaseCommand):
         parser.add_argument("--base", default=None, help="version to train from (default: the newest)")
         parser.add_argument("--prompts", default="all", help="all | tag:TAG | unpaired")
         parser.add_argument("--max-prompts", type=int, default=None)
-        parser.add_argument("--max-new-tokens", type=int, default=256)
+        # The sampling seed is left out: --seed is the training run's.
+        add_sampling_arguments(parser, names=("max_new_tokens", "temperature", "top_p"))
         parser.add_argument("--wait", action="store_true")
-        add_config_arguments(parser.add_argument_group("training (dpo_engine)"), exclude=ENGINE_OWNED, only_given=True)
+        add_training_arguments(parser)
 
     def handle(self, *args: object, **options: object) -> None:
         selection, _, tag = str(options["prompts"]).partition(":")
-        generation = {"prompts": selection, "tag": tag, "max_new_tokens": options["max_new_tokens"]}
+        generation = {"prompts": selection, "tag": tag, **sampling_options(options)}
         if options["max_prompts"]:
             generation["max_prompts"] = options["max_prompts"]
         try:
             train_run, gen_run = services.next_round_start(
                 base_version=version_named(options["base"], services.latest_model_version),  # type: ignore[arg-type]
-                hyperparameters={k: options[k] for k in _engine_fields() if k in options},
+                hyperparameters=training_options(options),
                 generation=generation,
             )
         except (services.QueueUnavailable, ValueError) as exc:

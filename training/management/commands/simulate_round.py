@@ -14,13 +14,14 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import connection
 from django.db.models import F
 
 from annotate import services as annotate_services
 from annotate.formats import ImportFileError
 from annotate.models import Comparison
+from config.database_url import current_database_url
 from training import oracles, services
+from training.engine_settings import training_config_check
 from training.leaderboard import leaderboard
 from training.models import GenerationRun, ModelVersion, RunStatus, TrainingRun
 
@@ -80,9 +81,9 @@ class Command(BaseCommand):
         parser.add_argument("--prompts-file", default=str(PROMPTS_FILE), help="prompts to import first (idempotent)")
         parser.add_argument("--train-tag", default="oracle-train")
         parser.add_argument("--eval-tag", default="oracle-eval")
-        parser.add_argument("--max-new-tokens", type=int, default=96)
-        parser.add_argument("--temperature", type=float, default=0.7)
-        parser.add_argument("--top-p", type=float, default=0.95)
+        parser.add_argument("--max-new-tokens", type=int, default=oracles.Sampling.max_new_tokens)
+        parser.add_argument("--temperature", type=float, default=oracles.Sampling.temperature)
+        parser.add_argument("--top-p", type=float, default=oracles.Sampling.top_p)
         parser.add_argument(
             "--hyperparameters",
             default="{}",
@@ -99,7 +100,7 @@ class Command(BaseCommand):
             overrides = json.loads(options["hyperparameters"])
             if not isinstance(overrides, dict):
                 raise ValueError("--hyperparameters must be a JSON object")
-            hyperparameters = services.training_config_check({**SIMULATION_HYPERPARAMETERS, **overrides})
+            hyperparameters = training_config_check({**SIMULATION_HYPERPARAMETERS, **overrides})
         except (ValueError, json.JSONDecodeError) as exc:
             raise CommandError(str(exc)) from exc
         if options["pairs"] < 1 or options["rounds"] < 1 or options["eval_prompts"] < 1:
@@ -108,7 +109,7 @@ class Command(BaseCommand):
         self.worker: subprocess.Popen[bytes] | None = None
         self._import_prompts(Path(options["prompts_file"]))
         current = self._version(options["base"]) if options["base"] else services.latest_model_version()
-        baseline = self._version(options["baseline"]) if options["baseline"] else _root(current)
+        baseline = self._version(options["baseline"]) if options["baseline"] else (current.ancestors() or [current])[-1]
         eval_prompts = oracles.held_out_prompts(tag=options["eval_tag"], limit=options["eval_prompts"])
         if not eval_prompts:
             raise CommandError(f"no prompts tagged {options['eval_tag']!r} to evaluate on")
@@ -316,7 +317,7 @@ class Command(BaseCommand):
         log.parent.mkdir(parents=True, exist_ok=True)
         env = {
             **os.environ,
-            "DATABASE_URL": _database_url(),
+            "DATABASE_URL": current_database_url(),
             "REDIS_URL": settings.REDIS_URL,
             "DUET_RUNS_DIR": str(settings.DUET_RUNS_DIR),
         }
@@ -341,19 +342,3 @@ class Command(BaseCommand):
                 self.worker.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 continue
-
-
-def _root(version: ModelVersion) -> ModelVersion:
-    while version.parent_id is not None:
-        version = ModelVersion.objects.get(pk=version.parent_id)
-    return version
-
-
-def _database_url() -> str:
-    """The database this process uses, as a URL for the worker it starts."""
-    db = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{db['NAME']}"
-    host, port = db.get("HOST") or "127.0.0.1", db.get("PORT") or 5432
-    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
-    return f"postgres://{db['USER']}{password}@{host}:{port}/{db['NAME']}"

@@ -3,11 +3,9 @@ from datetime import UTC, datetime
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.dateparse import parse_datetime
 
-from dpo_engine.config import add_config_arguments
+from annotate.filters import JudgementFilter
 from training import services
-from training.management.commands._runs import version_named, wait
-
-ENGINE_OWNED = ("data", "eval_data", "model", "out", "resume", "device")
+from training.management.commands._runs import add_training_arguments, training_options, version_named, wait
 
 
 class Command(BaseCommand):
@@ -22,10 +20,9 @@ class Command(BaseCommand):
         parser.add_argument("--min-agreement", type=float, default=0.0, help="keep pairs at least this agreed")
         parser.add_argument("--exclude-annotator", action="append", default=[], metavar="NAME")
         parser.add_argument("--wait", action="store_true", help="wait until the run ends")
-        add_config_arguments(parser.add_argument_group("training (dpo_engine)"), exclude=ENGINE_OWNED, only_given=True)
+        add_training_arguments(parser)
 
     def handle(self, *args: object, **options: object) -> None:
-        hyper = {k: options[k] for k in _engine_fields() if k in options}
         since = None
         if options["since"]:
             since = parse_datetime(str(options["since"])) or parse_datetime(f"{options['since']}T00:00:00")
@@ -35,10 +32,12 @@ class Command(BaseCommand):
         try:
             run = services.training_run_start(
                 base_version=version_named(options["base"], services.latest_model_version),  # type: ignore[arg-type]
-                hyperparameters=hyper,
-                since=since,
-                min_agreement=float(options["min_agreement"]),  # type: ignore[arg-type]
-                exclude_annotators=list(options["exclude_annotator"]),  # type: ignore[call-overload]
+                hyperparameters=training_options(options),
+                judgement_filter=JudgementFilter.from_inputs(
+                    since=since,
+                    min_agreement=float(options["min_agreement"]),  # type: ignore[arg-type]
+                    exclude=list(options["exclude_annotator"]),  # type: ignore[call-overload]
+                ),
             )
         except (services.QueueUnavailable, ValueError) as exc:
             raise CommandError(str(exc)) from exc
@@ -47,10 +46,3 @@ class Command(BaseCommand):
             wait(lambda: services.training_run_observe(run_id=run.pk), self.stdout, f"training run {run.pk}")
             self.stdout.write(run.base_version.__class__.objects.get(trained_by=run).name)
 
-
-def _engine_fields() -> list[str]:
-    import dataclasses
-
-    from dpo_engine.config import TrainConfig
-
-    return [f.name for f in dataclasses.fields(TrainConfig) if f.name not in ENGINE_OWNED]

@@ -1,0 +1,81 @@
+"""Which judgements a preference dataset is built from: one value, stored with every training run."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+
+def names_parse(text: str) -> tuple[str, ...]:
+    """Names from a comma-separated list, blanks dropped: ``"ann, , bot"`` is ``("ann", "bot")``."""
+    return tuple(name for name in (part.strip() for part in text.split(",")) if name)
+
+
+@dataclass(frozen=True)
+class JudgementFilter:
+    """The judgements to count, and how sure a comparison's majority must be to become a row.
+
+    ``exclude_annotators`` are usernames (people's judgements); ``exclude_sources`` are the file
+    names imported judgements came from. ``min_agreement`` applies per comparison, to the share
+    of its remaining judgements that voted for the winner.
+    """
+
+    since: datetime | None = None
+    exclude_annotators: tuple[str, ...] = ()
+    exclude_sources: tuple[str, ...] = ()
+    min_agreement: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.min_agreement <= 1.0:
+            raise ValueError(f"min_agreement must lie between 0 and 1, got {self.min_agreement}")
+        # Callers holding lists (a form's, a JSON document's) still get a hashable, immutable value.
+        object.__setattr__(self, "exclude_annotators", tuple(self.exclude_annotators))
+        object.__setattr__(self, "exclude_sources", tuple(self.exclude_sources))
+
+    @classmethod
+    def from_inputs(
+        cls, *, since: datetime | None = None, min_agreement: float | None = None, exclude: str | Iterable[str] = ()
+    ) -> JudgementFilter:
+        """From a form, a command line or a query string, where one "leave out" list names both kinds.
+
+        A person leaving out ``gold.jsonl`` or ``ann`` does not say which kind of name it is;
+        usernames and import file names rarely collide, so each name leaves out either.
+        """
+        items = [exclude] if isinstance(exclude, str) else list(exclude)
+        names = tuple(dict.fromkeys(name for item in items for name in names_parse(item)))
+        return cls(
+            since=since,
+            exclude_annotators=names,
+            exclude_sources=names,
+            min_agreement=0.0 if min_agreement is None else float(min_agreement),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "since": self.since.isoformat() if self.since is not None else None,
+            "min_agreement": self.min_agreement,
+            "exclude_annotators": list(self.exclude_annotators),
+            "exclude_sources": list(self.exclude_sources),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> JudgementFilter:
+        """The inverse of ``to_json``; also reads filters stored before sources had a field of their own.
+
+        Those older documents have one ``exclude_annotators`` list that left out usernames and
+        import file names alike, so without ``exclude_sources`` the same names stand for both.
+        """
+        annotators = tuple(data.get("exclude_annotators") or ())
+        sources = data.get("exclude_sources", annotators)
+        since = data.get("since")
+        return cls(
+            since=datetime.fromisoformat(since) if since else None,
+            exclude_annotators=annotators,
+            exclude_sources=tuple(sources or ()),
+            min_agreement=float(data.get("min_agreement") or 0.0),
+        )
+
+
+EVERY_JUDGEMENT = JudgementFilter()

@@ -1,0 +1,43 @@
+"""Every write of the annotation app. Views, commands and the API call these and nothing else.
+
+One module per concern; this package re-exports their public names, so callers write
+``from annotate import services`` and ``services.judgement_record(...)``.
+"""
+
+from annotate.services.completions import NewCompletion, comparisons_create, completions_add
+from annotate.services.export import EXPORT_FORMATS, ExportResult, export_download, export_preferences
+from annotate.services.imports import ImportResult, pairs_import, prompts_import
+from annotate.services.judging import (
+    JudgementConflict,
+    JudgementInvalid,
+    judgement_record,
+    judgement_undo_last,
+    vote_insert,
+)
+from annotate.services.queue import Card, CardSide, assignment_next, assignment_skip, lease_take
+from annotate.services.users import annotator_create, api_token_get_or_create
+
+__all__ = [
+    "EXPORT_FORMATS",
+    "Card",
+    "CardSide",
+    "ExportResult",
+    "ImportResult",
+    "JudgementConflict",
+    "JudgementInvalid",
+    "NewCompletion",
+    "annotator_create",
+    "api_token_get_or_create",
+    "assignment_next",
+    "assignment_skip",
+    "comparisons_create",
+    "completions_add",
+    "export_download",
+    "export_preferences",
+    "judgement_record",
+    "judgement_undo_last",
+    "lease_take",
+    "pairs_import",
+    "prompts_import",
+    "vote_insert",
+]

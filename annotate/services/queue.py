@@ -1,0 +1,252 @@
+"""Leasing comparisons to annotators: the next card to show, and skipping one.
+
+Both versions of ``next`` live here side by side, behind ``lease_take``: one PostgreSQL
+statement, and its portable ORM twin for other databases. Both hand back the same ``Card``,
+plain values only, so a template reading it runs no query on either database.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from annotate import formats
+from annotate.models import Assignment, Comparison, Completion, Prompt
+from annotate.services import _shared
+
+# Two requests of one annotator can race to lease (see ``lease_take``); the loser's retry finds
+# the winner's lease as its own, so a second attempt suffices and four leave room to spare.
+_LEASE_ATTEMPTS = 4
+
+
+@dataclass(frozen=True)
+class CardSide:
+    """One completion as the card shows it."""
+
+    id: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Card:
+    """A leased comparison with everything its card shows: the page and the API read only this."""
+
+    assignment_id: int
+    comparison_id: int
+    prompt: tuple[formats.Message, ...]
+    left: CardSide
+    right: CardSide
+    expires_at: datetime
+
+
+@functools.cache
+def _candidate_where() -> str:
+    """Conditions on comparison ``c``: open, not seen by this annotator, a slot free after live leases.
+
+    Parameters (named): ``annotator``, ``now``. ``OFFSET 0`` keeps "not seen by this annotator" a
+    probe of the unique (comparison, annotator) index for each candidate row: PostgreSQL would
+    otherwise plan it as a merge anti-join that reads every assignment of every comparison below
+    the first open one, a cost that grows with the whole history of judging.
+    """
+    assignment = connection.ops.quote_name(Assignment._meta.db_table)
+    # Only table names are formatted in; the values are query parameters.
+    return f"""
+        c.judgement_count < c.target_judgements
+        AND NOT EXISTS (
+          SELECT 1 FROM {assignment} seen WHERE seen.comparison_id = c.id AND seen.annotator_id = %(annotator)s
+          LIMIT 1 OFFSET 0
+        )
+        AND c.judgement_count + (
+          SELECT count(*) FROM {assignment} live
+          WHERE live.comparison_id = c.id AND live.judged_at IS NULL AND live.skipped_at IS NULL
+            AND live.expires_at > %(now)s
+        ) < c.target_judgements"""  # noqa: S608
+
+
+@functools.cache
+def _candidate_sql(skip_locked: bool) -> str:
+    """The oldest comparison ``_candidate_where`` admits, for the portable path.
+
+    SQL because the ORM spent several times more CPU building this query (two correlated
+    subqueries) than the database spent running it.
+    """
+    comparison = connection.ops.quote_name(Comparison._meta.db_table)
+    sql = f"SELECT c.* FROM {comparison} c WHERE {_candidate_where()} ORDER BY c.id LIMIT 1"  # noqa: S608
+    return f"{sql} FOR UPDATE OF c SKIP LOCKED" if skip_locked else sql
+
+
+@functools.cache
+def _own_open_sql(lock: bool) -> str:
+    """The annotator's open assignment, latest lease first (parameter: ``annotator``)."""
+    assignment = connection.ops.quote_name(Assignment._meta.db_table)
+    sql = f"""
+        SELECT a.* FROM {assignment} a
+        WHERE a.annotator_id = %(annotator)s AND a.judged_at IS NULL AND a.skipped_at IS NULL
+        ORDER BY a.expires_at DESC, a.id DESC
+        LIMIT 1"""  # noqa: S608
+    return f"{sql} FOR UPDATE" if lock else sql
+
+
+@functools.cache
+def _next_sql() -> str:
+    """``lease_take`` as one PostgreSQL statement, returning the card's row or nothing.
+
+    Renews the annotator's own open lease if its comparison still has room, or closes it (as
+    skipped) and leases the oldest candidate, its row locked ``FOR UPDATE SKIP LOCKED`` so that
+    concurrent annotators take different comparisons without waiting; the sides' order is drawn
+    per lease. Data-modifying ``WITH`` parts run to completion whether or not the final SELECT
+    reads them. Parameters: ``annotator``, ``now``, ``expires``. The columns are ``Card``'s, in order.
+    """
+    q = connection.ops.quote_name
+    assignment, comparison = q(Assignment._meta.db_table), q(Comparison._meta.db_table)
+    prompt, completion = q(Prompt._meta.db_table), q(Completion._meta.db_table)
+    return f"""
+        WITH own AS (
+          {_own_open_sql(True)}
+        ), own_open AS (
+          SELECT own.id FROM own JOIN {comparison} c ON c.id = own.comparison_id
+          WHERE c.judgement_count < c.target_judgements
+        ), renewed AS (
+          UPDATE {assignment} a SET expires_at = %(expires)s FROM own_open WHERE a.id = own_open.id
+          RETURNING a.id, a.comparison_id, a.left_id, a.right_id, a.expires_at
+        ), closed AS (
+          UPDATE {assignment} a SET skipped_at = %(now)s FROM own
+          WHERE a.id = own.id AND NOT EXISTS (SELECT 1 FROM own_open)
+        ), candidate AS (
+          SELECT c.id, c.completion_a_id AS a, c.completion_b_id AS b, random() < 0.5 AS flip
+          FROM {comparison} c
+          WHERE NOT EXISTS (SELECT 1 FROM own_open) AND {_candidate_where()}
+          ORDER BY c.id LIMIT 1
+          FOR UPDATE OF c SKIP LOCKED
+        ), leased AS (
+          INSERT INTO {assignment} (comparison_id, annotator_id, left_id, right_id, created_at, expires_at)
+          SELECT id, %(annotator)s, CASE WHEN flip THEN b ELSE a END, CASE WHEN flip THEN a ELSE b END,
+                 %(now)s, %(expires)s
+          FROM candidate
+          RETURNING id, comparison_id, left_id, right_id, expires_at
+        ), chosen AS (
+          SELECT * FROM renewed UNION ALL SELECT * FROM leased
+        )
+        SELECT chosen.id, chosen.comparison_id, p.messages, chosen.left_id, l.text, chosen.right_id, r.text,
+               chosen.expires_at
+        FROM chosen
+        JOIN {comparison} c ON c.id = chosen.comparison_id
+        JOIN {prompt} p ON p.id = c.prompt_id
+        JOIN {completion} l ON l.id = chosen.left_id
+        JOIN {completion} r ON r.id = chosen.right_id"""  # noqa: S608
+
+
+# The assignment's fields ``_card`` reads on the ORM path, in the order of ``_next_sql``'s columns.
+_CARD_FIELDS = (
+    "id",
+    "comparison_id",
+    "comparison__prompt__messages",
+    "left_id",
+    "left__text",
+    "right_id",
+    "right__text",
+    "expires_at",
+)
+
+
+def _card(row: tuple[Any, ...]) -> Card:
+    """A card from its columns: assignment, comparison, prompt messages, left id and text, right id and text, expiry."""
+    assignment_id, comparison_id, messages, left_id, left_text, right_id, right_text, expires_at = row
+    # The raw cursor skips the JSON field's converter: psycopg may hand the messages over as text.
+    if isinstance(messages, str):
+        messages = json.loads(messages)
+    return Card(
+        assignment_id=assignment_id,
+        comparison_id=comparison_id,
+        prompt=tuple(messages),
+        left=CardSide(id=left_id, text=left_text),
+        right=CardSide(id=right_id, text=right_text),
+        expires_at=expires_at,
+    )
+
+
+def lease_take(*, annotator: User) -> Card | None:
+    """The comparison this annotator should judge now, leased to them, as its card; or ``None``.
+
+    Their own open assignment comes first (a reload or an undo shows the same card). Otherwise
+    it picks the oldest comparison they have not seen that has a free slot, counting live
+    leases as taken. One SQL statement on PostgreSQL, the ORM elsewhere; the same rules and the
+    same ``Card`` either way.
+
+    Locks: the annotator's open assignment row, and the candidate comparison row ``FOR UPDATE
+    SKIP LOCKED`` where the database has it. Two requests of the same annotator can both pick a
+    comparison before either commits (the row lock is released by the first commit and the
+    second statement's snapshot predates it); the unique (comparison, annotator) constraint
+    refuses the second lease, and the retry then finds the first one as the annotator's own.
+    """
+    take = _lease_take_statement if _shared.single_statement() else _lease_take_orm
+    for _ in range(_LEASE_ATTEMPTS - 1):
+        try:
+            return take(annotator)
+        except IntegrityError:
+            continue
+    return take(annotator)
+
+
+assignment_next = lease_take
+
+
+def _lease_take_statement(annotator: User) -> Card | None:
+    now = timezone.now()
+    params: dict[str, Any] = {
+        "annotator": annotator.pk,
+        "now": now,
+        "expires": now + timedelta(seconds=settings.DUET_LEASE_SECONDS),
+    }
+    with _shared.statement_guard(), connection.cursor() as cursor:
+        cursor.execute(_next_sql(), params)
+        row = cursor.fetchone()
+    return None if row is None else _card(row)
+
+
+def _lease_take_orm(annotator: User) -> Card | None:
+    now = timezone.now()
+    lease = timedelta(seconds=settings.DUET_LEASE_SECONDS)
+    with transaction.atomic():
+        locking = connection.features.has_select_for_update
+        own = next(iter(Assignment.objects.raw(_own_open_sql(locking), {"annotator": annotator.pk})), None)
+        if own is not None:
+            # Loads the comparison: one more query, only on a reload or after an undo.
+            if own.comparison.judgement_count < own.comparison.target_judgements:
+                own.expires_at = now + lease
+                own.save(update_fields=["expires_at"])
+                return _card_load(own.pk)
+            own.skipped_at = now
+            own.save(update_fields=["skipped_at"])
+        skip_locked = connection.features.has_select_for_update_skip_locked
+        candidates = Comparison.objects.raw(_candidate_sql(skip_locked), {"annotator": annotator.pk, "now": now})
+        comparison = next(iter(candidates), None)
+        if comparison is None:
+            return None
+        a, b = comparison.completion_a_id, comparison.completion_b_id
+        left, right = (a, b) if random.random() < 0.5 else (b, a)
+        leased = Assignment.objects.create(
+            comparison=comparison, annotator=annotator, left_id=left, right_id=right, expires_at=now + lease
+        )
+    return _card_load(leased.pk)
+
+
+def _card_load(assignment_id: int) -> Card:
+    """The ORM path's card: one query, the same columns as ``_next_sql`` returns."""
+    return _card(Assignment.objects.filter(id=assignment_id).values_list(*_CARD_FIELDS).get())
+
+
+def assignment_skip(*, annotator: User, comparison_id: int) -> None:
+    """Skip a comparison: it is not shown to this annotator again and frees its slot."""
+    Assignment.objects.filter(
+        annotator=annotator, comparison_id=comparison_id, judged_at__isnull=True, skipped_at__isnull=True
+    ).update(skipped_at=timezone.now())

@@ -1,0 +1,219 @@
+"""The benchmark's own PostgreSQL database: created, migrated, seeded, dropped."""
+
+from __future__ import annotations
+
+import random
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import psycopg
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser
+
+    from annotate.models import ApiToken, Comparison, Completion, Prompt
+
+HOST = "127.0.0.1"
+PG_ADMIN_URL = f"postgresql://postgres@{HOST}:5432/postgres"
+DATABASE = "duet_bench"
+DATABASE_URL = f"postgres://postgres@{HOST}:5432/{DATABASE}"
+CHOICES = ("left", "right", "tie", "both_bad")
+# Rows per INSERT while seeding: tens of thousands of rows in a few statements, each well within
+# PostgreSQL's 65,535 bind parameters.
+BULK_BATCH = 2000
+# Random bytes of an API token, as ``annotate.models`` issues them.
+TOKEN_BYTES = 32
+# A fixed seed, so every run judges the same texts and history.
+SEED_DATA = 1
+# Words of a prompt and of a completion: payloads of a realistic size for ``next`` to send.
+PROMPT_WORDS = 40
+COMPLETION_WORDS = 120
+VOCABULARY = (
+    "the",
+    "model",
+    "answer",
+    "prompt",
+    "token",
+    "gradient",
+    "policy",
+    "reward",
+    "human",
+    "better",
+    "worse",
+    "code",
+    "list",
+    "step",
+)
+
+
+def database_prepare() -> None:
+    """Create ``duet_bench`` if missing, migrate it, and empty the tables the benchmark fills."""
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        if admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE]).fetchone() is None:
+            admin.execute(f'CREATE DATABASE "{DATABASE}"')
+    from django.core.management import call_command
+    from django.db import connection
+
+    call_command("migrate", verbosity=0, interactive=False)
+    from django.contrib.auth import get_user_model
+
+    from annotate.models import ApiToken, Assignment, Comparison, Completion, Judgement, Prompt
+
+    tables = [m._meta.db_table for m in (Judgement, Assignment, Comparison, Completion, Prompt, ApiToken)]
+    tables.append(get_user_model()._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+
+
+def database_drop() -> None:
+    from django.db import connections
+
+    connections.close_all()
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
+
+
+def _text(rng: random.Random, words: int) -> str:
+    return " ".join(rng.choice(VOCABULARY) for _ in range(words))
+
+
+@dataclass(frozen=True)
+class Seeded:
+    accounts: list[tuple[int, str]]  # (user id, token) of each annotator
+    last_history_judgement: int  # judgement ids above this one are the run's
+
+
+def seed(*, annotators: int, comparisons: int, history: int, k: int) -> Seeded:
+    """Annotators with tokens, ``history`` comparisons judged k times already, then open ones.
+
+    The history makes table sizes and planner statistics those of a database in use, so a query
+    whose cost grows with past judging shows it here too.
+    """
+    from django.db import connection, transaction
+
+    rng = random.Random(SEED_DATA)
+    with transaction.atomic():
+        users, tokens = _accounts_create(annotators)
+        prompts, completions = _completions_create(rng, history + comparisons)
+        compared = _comparisons_create(prompts, completions, history=history, k=k)
+        last = _history_create(rng, compared[:history], users, k=k)
+    # Planner statistics, as a database that has been in use for a while has them.
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+    return Seeded(accounts=[(t.user_id, t.key) for t in tokens], last_history_judgement=last)
+
+
+def _accounts_create(annotators: int) -> tuple[list[AbstractBaseUser], list[ApiToken]]:
+    """Users without a usable password, each with an API token, as the API's clients log in."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.hashers import make_password
+
+    from annotate.models import ApiToken
+
+    user_model = get_user_model()
+    users = user_model.objects.bulk_create(
+        [user_model(username=f"bench-annotator-{i:04d}", password=make_password(None)) for i in range(annotators)]
+    )
+    tokens = ApiToken.objects.bulk_create([ApiToken(user=u, key=secrets.token_urlsafe(TOKEN_BYTES)) for u in users])
+    return users, tokens
+
+
+def _completions_create(rng: random.Random, total: int) -> tuple[list[Prompt], list[Completion]]:
+    """``total`` prompts, each with two completions (sides a and b, in that order)."""
+    from annotate.models import Completion, Prompt
+
+    prompts = Prompt.objects.bulk_create(
+        [
+            Prompt(
+                messages=[{"role": "user", "content": f"Question {i}: {_text(rng, PROMPT_WORDS)}"}],
+                content_hash=f"bench-prompt-{i}",
+                source="bench",
+            )
+            for i in range(total)
+        ],
+        batch_size=BULK_BATCH,
+    )
+    completions = Completion.objects.bulk_create(
+        [
+            Completion(
+                prompt=prompt,
+                messages=[{"role": "assistant", "content": text}],
+                text=text,
+                content_hash=f"bench-completion-{prompt.pk}-{side}",
+                model_name=f"bench-model-{side}",
+            )
+            for prompt in prompts
+            for side in "ab"
+            for text in [_text(rng, COMPLETION_WORDS)]
+        ],
+        batch_size=BULK_BATCH,
+    )
+    return prompts, completions
+
+
+def _comparisons_create(
+    prompts: Sequence[Prompt], completions: Sequence[Completion], *, history: int, k: int
+) -> list[Comparison]:
+    """One comparison per prompt; the first ``history`` already count k judgements."""
+    from annotate.models import Comparison
+
+    return Comparison.objects.bulk_create(
+        [
+            Comparison(
+                prompt=prompt,
+                completion_a=completions[2 * i],
+                completion_b=completions[2 * i + 1],
+                content_hash=f"bench-comparison-{prompt.pk}",
+                target_judgements=k,
+                judgement_count=k if i < history else 0,
+                source="bench",
+            )
+            for i, prompt in enumerate(prompts)
+        ],
+        batch_size=BULK_BATCH,
+    )
+
+
+def _history_create(
+    rng: random.Random, judged: Sequence[Comparison], users: Sequence[AbstractBaseUser], *, k: int
+) -> int:
+    """k judged assignments and judgements for each of ``judged``; returns the last judgement id."""
+    from django.utils import timezone
+
+    from annotate.models import Assignment, Judgement
+
+    now = timezone.now()
+    past = [(c, users[(i + j) % len(users)]) for i, c in enumerate(judged) for j in range(k)]
+    Assignment.objects.bulk_create(
+        [
+            Assignment(
+                comparison=c,
+                annotator=u,
+                left_id=c.completion_a_id,
+                right_id=c.completion_b_id,
+                expires_at=now,
+                judged_at=now,
+            )
+            for c, u in past
+        ],
+        batch_size=BULK_BATCH,
+    )
+    Judgement.objects.bulk_create(
+        [
+            Judgement(
+                comparison=c,
+                annotator=u,
+                source="human",
+                left_id=c.completion_a_id,
+                right_id=c.completion_b_id,
+                choice=choice,
+                winner_id={"left": c.completion_a_id, "right": c.completion_b_id}.get(choice),
+            )
+            for c, u in past
+            for choice in [rng.choice(CHOICES)]
+        ],
+        batch_size=BULK_BATCH,
+    )
+    return Judgement.objects.order_by("-id").values_list("id", flat=True).first() or 0

@@ -1,0 +1,112 @@
+import json
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from annotate import services
+from annotate.filters import JudgementFilter
+from annotate.models import Judgement
+from tests.annotate.factories import ComparisonFactory, UserFactory
+from tests.annotate.services._helpers import PAIRS, import_pairs, judge
+
+pytestmark = pytest.mark.django_db
+
+
+def _export_rows(tmp_path, **kwargs):
+    path = tmp_path / "out.jsonl"
+    result = services.export_preferences(path=path, fmt="jsonl", **kwargs)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert result.rows == len(rows)
+    return rows
+
+
+def test_export_writes_the_majority_winner_as_chosen(tmp_path):
+    comparison = ComparisonFactory(target_judgements=3)
+    for choice in ("left", "left", "right"):
+        judge(UserFactory(), comparison, choice)
+    (row,) = _export_rows(tmp_path)
+    assert row["chosen"] == comparison.completion_a.text
+    assert row["rejected"] == comparison.completion_b.text
+    assert (row["num_judgements"], round(row["agreement"], 3)) == (3, 0.667)
+
+
+def test_export_drops_ties_and_both_bad(tmp_path):
+    for choice in ("tie", "both_bad"):
+        judge(UserFactory(), ComparisonFactory(), choice)
+    assert _export_rows(tmp_path) == []
+
+
+def test_export_min_agreement_filters_split_votes(tmp_path):
+    comparison = ComparisonFactory(target_judgements=3)
+    for choice in ("left", "left", "right"):
+        judge(UserFactory(), comparison, choice)
+    assert _export_rows(tmp_path, judgement_filter=JudgementFilter(min_agreement=0.9)) == []
+
+
+def test_export_excludes_named_annotators(tmp_path):
+    comparison = ComparisonFactory(target_judgements=3)
+    judge(UserFactory(username="spammer"), comparison, "right")
+    judge(UserFactory(), comparison, "left")
+    (row,) = _export_rows(tmp_path, judgement_filter=JudgementFilter(exclude_annotators=("spammer",)))
+    assert (row["chosen"], row["num_judgements"]) == (comparison.completion_a.text, 1)
+
+
+def test_export_since_ignores_older_judgements(tmp_path):
+    judge(UserFactory(), ComparisonFactory())
+    later = JudgementFilter(since=timezone.now() + timedelta(minutes=1))
+    assert _export_rows(tmp_path, judgement_filter=later) == []
+
+
+def test_conversational_export_uses_message_lists(tmp_path, write_jsonl):
+    import_pairs(write_jsonl(PAIRS), judged=True)
+    rows = _export_rows(tmp_path, conversational=True)
+    assert rows[1]["prompt"][0] == {"role": "system", "content": "Be terse."}
+    assert rows[1]["chosen"] == [{"role": "assistant", "content": "Paris."}]
+
+
+def test_standard_export_leaves_out_multi_message_prompts(tmp_path, write_jsonl):
+    import_pairs(write_jsonl(PAIRS), judged=True)
+    result = services.export_preferences(path=tmp_path / "o.jsonl", fmt="jsonl")
+    assert (result.rows, result.skipped_multi_turn) == (1, 1)
+
+
+def test_parquet_and_hf_exports_load_with_datasets(tmp_path, write_jsonl):
+    import datasets
+
+    import_pairs(write_jsonl(PAIRS), judged=True)
+    services.export_preferences(path=tmp_path / "o.parquet", fmt="parquet", conversational=True)
+    services.export_preferences(path=tmp_path / "hf", fmt="hf", conversational=True)
+    from_parquet = datasets.Dataset.from_parquet(str(tmp_path / "o.parquet"), cache_dir=str(tmp_path / "c"))
+    from_disk = datasets.load_from_disk(str(tmp_path / "hf"))
+    assert from_parquet["chosen"] == from_disk["chosen"]
+    assert len(from_disk) == 2
+
+
+# The ids an export reports: what a training run records as its frozen data ----------------
+
+
+def test_export_reports_the_comparisons_and_judgements_of_its_rows(tmp_path):
+    decided, split = ComparisonFactory(target_judgements=2), ComparisonFactory(target_judgements=2)
+    votes = [judge(UserFactory(), decided, "left"), judge(UserFactory(), decided, "left")]
+    judge(UserFactory(), split, "left")
+    judge(UserFactory(), split, "right")
+    result = services.export_preferences(path=tmp_path / "o.jsonl", fmt="jsonl")
+    assert (result.comparison_ids, result.judgement_ids) == ((decided.id,), tuple(v.id for v in votes))
+
+
+def test_export_judgement_ids_leave_out_a_file_excluded_as_a_source(tmp_path, write_jsonl):
+    import_pairs(write_jsonl(PAIRS[:1], name="gold.jsonl"), judged=True, target_judgements=2)
+    comparison = Judgement.objects.get(source="gold.jsonl").comparison
+    person = judge(UserFactory(), comparison, "left")
+    result = services.export_preferences(
+        path=tmp_path / "o.jsonl", fmt="jsonl", judgement_filter=JudgementFilter.from_inputs(exclude="gold.jsonl")
+    )
+    assert result.judgement_ids == (person.id,)
+
+
+def test_export_judgement_ids_leave_out_rows_it_did_not_write(tmp_path, write_jsonl):
+    import_pairs(write_jsonl(PAIRS), judged=True)
+    single_turn = Judgement.objects.get(comparison__prompt__external_id="p1")
+    result = services.export_preferences(path=tmp_path / "o.jsonl", fmt="jsonl")
+    assert result.judgement_ids == (single_turn.id,)

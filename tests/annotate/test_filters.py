@@ -1,0 +1,37 @@
+from datetime import UTC, datetime
+
+import pytest
+
+from annotate.filters import JudgementFilter, names_parse
+
+
+def test_names_parse_splits_on_commas_and_drops_blanks():
+    assert names_parse(" ann, ,gold.jsonl ,") == ("ann", "gold.jsonl")
+
+
+@pytest.mark.parametrize("agreement", [-0.1, 1.5])
+def test_min_agreement_outside_zero_to_one_is_refused(agreement):
+    with pytest.raises(ValueError, match="min_agreement must lie between 0 and 1"):
+        JudgementFilter(min_agreement=agreement)
+
+
+def test_from_inputs_leaves_out_each_name_as_annotator_and_as_source():
+    judgement_filter = JudgementFilter.from_inputs(exclude=["ann, gold.jsonl", "ann"])
+    assert judgement_filter.exclude_annotators == judgement_filter.exclude_sources == ("ann", "gold.jsonl")
+
+
+def test_json_round_trips():
+    judgement_filter = JudgementFilter(
+        since=datetime(2026, 11, 1, tzinfo=UTC),
+        exclude_annotators=("ann",),
+        exclude_sources=("gold.jsonl",),
+        min_agreement=0.75,
+    )
+    assert JudgementFilter.from_json(judgement_filter.to_json()) == judgement_filter
+
+
+def test_json_stored_before_sources_had_their_own_field_leaves_the_names_out_as_both():
+    stored = {"since": None, "min_agreement": 0.5, "exclude_annotators": ["bot"]}
+    assert JudgementFilter.from_json(stored) == JudgementFilter(
+        exclude_annotators=("bot",), exclude_sources=("bot",), min_agreement=0.5
+    )

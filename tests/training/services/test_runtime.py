@@ -1,0 +1,68 @@
+"""The worker's per-step reporting: one write per step at most, throttled, reading the cancel flag back."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from training.models import TrainingMetric, TrainingRun
+from training.services.worker.runtime import StepReporter
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def run(tiny_version) -> TrainingRun:
+    return TrainingRun.objects.create(base_version=tiny_version, status="running")
+
+
+def _step(reporter: StepReporter, step: int) -> bool:
+    """What the engine calls around one optimiser step, in its order."""
+    reporter.on_metrics({"step": step, "loss": 0.5, "learning_rate": 1e-6})
+    reporter.on_progress(step, 10, 3.0)
+    reporter.on_log(f"step {step}/10")
+    return reporter.should_stop()
+
+
+def _writes(queries: CaptureQueriesContext) -> list[str]:
+    return [q["sql"] for q in queries.captured_queries if q["sql"].split()[0].upper() in ("INSERT", "UPDATE")]
+
+
+def test_a_step_is_one_metric_insert_and_one_run_update(run):
+    reporter = StepReporter(run, interval=0)
+    with CaptureQueriesContext(connection) as queries:
+        _step(reporter, 1)
+    writes = _writes(queries)
+    assert len(writes) == 2
+    assert "RETURNING" in writes[1]
+    run.refresh_from_db()
+    assert (run.progress_step, run.progress_total) == (1, 10)
+    assert run.heartbeat_at is not None
+    assert run.log_tail.endswith("step 1/10\n")
+    assert list(TrainingMetric.objects.filter(run=run).values_list("step", flat=True)) == [1]
+
+
+def test_fast_steps_are_written_together_once_the_interval_passes(run):
+    reporter = StepReporter(run, interval=3600)
+    with CaptureQueriesContext(connection) as queries:
+        for step in range(1, 6):
+            _step(reporter, step)
+    assert _writes(queries) == []
+    reporter.flush()
+    assert list(TrainingMetric.objects.filter(run=run).values_list("step", flat=True)) == [1, 2, 3, 4, 5]
+
+
+def test_the_cancel_flag_comes_back_from_the_progress_write(run):
+    reporter = StepReporter(run, interval=0)
+    assert _step(reporter, 1) is False
+    TrainingRun.objects.filter(pk=run.pk).update(cancel_requested=True)
+    assert _step(reporter, 2) is True
+
+
+def test_a_checkpoint_stores_the_curve_up_to_its_step(run):
+    reporter = StepReporter(run, interval=3600)
+    for step in range(1, 4):
+        _step(reporter, step)
+    reporter.callbacks().on_checkpoint(3, None)
+    assert TrainingMetric.objects.filter(run=run).count() == 3

@@ -1,0 +1,66 @@
+"""Freezing a run's data: the file and the run's judgement list come from one export."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from annotate import services as annotate_services
+from annotate.filters import JudgementFilter
+from annotate.models import Comparison, Judgement
+from tests.annotate.factories import UserFactory
+from tests.training.factories import judged_preferences
+from training.models import TrainingRun
+from training.services.worker.training_job import dataset_freeze
+
+pytestmark = pytest.mark.django_db
+
+PAIRS = [{"prompt": f"Question {i}?", "chosen": f"A good answer {i}.", "rejected": f"No {i}."} for i in range(3)]
+
+
+def _import_judged(name: str, k: int = 1) -> None:
+    data = "\n".join(json.dumps(record) for record in PAIRS).encode()
+    annotate_services.pairs_import(stream=io.BytesIO(data), name=name, judged=True, target_judgements=k)
+
+
+def _judge_all_open(choice: str = "left") -> None:
+    annotator = UserFactory()
+    for comparison in Comparison.objects.all():
+        annotate_services.judgement_record(
+            annotator=annotator,
+            comparison_id=comparison.id,
+            left_id=comparison.completion_a_id,
+            right_id=comparison.completion_b_id,
+            choice=choice,
+        )
+
+
+def _run(tiny_version, tmp_path, judgement_filter: JudgementFilter) -> TrainingRun:
+    return TrainingRun.objects.create(
+        base_version=tiny_version, out_dir=str(tmp_path / "run"), dataset_filters=judgement_filter.to_json()
+    )
+
+
+def test_judgements_imported_from_an_excluded_file_are_not_among_the_run_s_judgements(tiny_version, tmp_path):
+    _import_judged("gold.jsonl", k=2)
+    _judge_all_open()
+    run = _run(tiny_version, tmp_path, JudgementFilter.from_inputs(exclude="gold.jsonl"))
+    dataset_freeze(run=run)
+    assert run.dataset_rows == len(PAIRS)
+    assert not run.judgements.filter(source="gold.jsonl").exists()
+    assert run.judgements.count() == len(PAIRS)
+
+
+def test_the_run_records_exactly_the_judgements_its_file_was_built_from(tiny_version, tmp_path):
+    judged_preferences(2)
+    _import_judged("pairs.jsonl")
+    run = _run(tiny_version, tmp_path, JudgementFilter())
+    dataset_freeze(run=run)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "dataset.jsonl").open(encoding="utf-8")]
+    in_file = set(
+        Judgement.objects.filter(comparison_id__in=[r["comparison_id"] for r in rows]).values_list("id", flat=True)
+    )
+    assert set(run.judgements.values_list("id", flat=True)) == in_file
+    assert len(rows) == run.dataset_rows == 5

@@ -1,0 +1,210 @@
+"""What the web (pages, API, commands) does to runs: start, cancel, resume, and turn the loop once.
+
+Each start validates everything first, checks that Redis answers, writes the run, and enqueues
+its job only after the transaction commits; the worker's side lives in ``training.services.worker``.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from annotate.filters import JudgementFilter
+from training.engine_settings import generation_settings_check, training_config_check
+from training.models import GenerationRun, ModelVersion, RunStatus, TrainingRun
+from training.services.queueing import GPU_QUEUE, enqueue_after_commit, queue_check
+from training.services.versions import latest_model_version
+
+
+class RunStateError(ValueError):
+    """The run is not in a state that allows this (cancel a finished run, resume a running one)."""
+
+
+def training_run_start(
+    *,
+    base_version: ModelVersion,
+    hyperparameters: dict[str, Any],
+    judgement_filter: JudgementFilter | None = None,
+    user: User | None = None,
+) -> TrainingRun:
+    """Queue a DPO run on the judgements the filter keeps; the worker freezes them into a dataset first."""
+    from training import jobs
+
+    hyperparameters = training_config_check(hyperparameters)
+    queue_check(name=GPU_QUEUE)
+    with transaction.atomic():
+        run = TrainingRun.objects.create(
+            base_version=base_version,
+            hyperparameters=hyperparameters,
+            dataset_filters=(judgement_filter or JudgementFilter()).to_json(),
+            created_by=user,
+        )
+        run.out_dir = str(settings.DUET_RUNS_DIR / f"train-{run.pk}")
+        run.save(update_fields=["out_dir"])
+        enqueue_after_commit(run=run, job=jobs.train, queue=GPU_QUEUE)
+    return run
+
+
+def training_run_cancel(*, run: TrainingRun | GenerationRun) -> None:
+    """Ask the worker to stop between steps; a queued run is cancelled at once."""
+    if run.is_finished:
+        raise RunStateError(f"{run} has already {run.status}")
+    with transaction.atomic():
+        type(run).objects.filter(pk=run.pk).update(cancel_requested=True)
+        type(run).objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(
+            status=RunStatus.CANCELLED, finished_at=timezone.now(), error="cancelled before it started"
+        )
+    run.refresh_from_db()
+
+
+def training_run_resume(*, run: TrainingRun) -> TrainingRun:
+    """Queue a failed or cancelled run again; it continues from its newest checkpoint."""
+    from training import jobs
+
+    if run.status not in (RunStatus.FAILED, RunStatus.CANCELLED):
+        raise RunStateError(f"only a failed or cancelled run can be resumed; {run} is {run.status}")
+    queue_check(name=GPU_QUEUE)
+    with transaction.atomic():
+        TrainingRun.objects.filter(pk=run.pk).update(
+            status=RunStatus.QUEUED,
+            cancel_requested=False,
+            error="",
+            traceback="",
+            finished_at=None,
+            resumed_count=run.resumed_count + 1,
+        )
+        run.refresh_from_db()
+        enqueue_after_commit(run=run, job=jobs.train, queue=GPU_QUEUE)
+    return run
+
+
+def generation_run_start(
+    *,
+    model_version: ModelVersion,
+    prompts: str = GenerationRun.Prompts.ALL,
+    since: Any = None,
+    tag: str = "",
+    pairing: str | None = None,
+    n: int | None = None,
+    temperature: float | None = None,
+    top_p: float | None = None,
+    max_new_tokens: int | None = None,
+    seed: int | None = None,
+    max_prompts: int | None = None,
+    user: User | None = None,
+    after_training: TrainingRun | None = None,
+) -> GenerationRun:
+    """Queue a generation round; its completions become comparisons in the annotators' queue.
+
+    Sampling settings left at ``None`` take ``GenerateConfig``'s defaults. ``pairing`` defaults to
+    the parent version on the same prompt when there is a parent, else two samples of this version
+    (``n`` then defaults to 2).
+    """
+    from training import jobs
+
+    has_parent = model_version.parent_id is not None or after_training is not None
+    pairing = pairing or (GenerationRun.Pairing.PARENT if has_parent else GenerationRun.Pairing.SELF)
+    if n is None:
+        n = 2 if pairing == GenerationRun.Pairing.SELF else 1
+    given = {"n": n, "temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens, "seed": seed}
+    chosen = generation_settings_check({name: value for name, value in given.items() if value is not None})
+    _generation_choice_check(
+        prompts=prompts, since=since, tag=tag, pairing=pairing, n=chosen["n"], has_parent=has_parent,
+        version=model_version,
+    )
+    if after_training is None:
+        queue_check(name=GPU_QUEUE)
+    with transaction.atomic():
+        run = GenerationRun.objects.create(
+            model_version=model_version, prompts=prompts, since=since, tag=tag, pairing=pairing,
+            max_prompts=max_prompts, round=model_version.depth, created_by=user, after_training=after_training,
+            **chosen,
+        )
+        if after_training is None:
+            enqueue_after_commit(run=run, job=jobs.generate, queue=GPU_QUEUE)
+    return run
+
+
+def _generation_choice_check(
+    *, prompts: str, since: Any, tag: str, pairing: str, n: int, has_parent: bool, version: ModelVersion
+) -> None:
+    if prompts not in GenerationRun.Prompts.values:
+        raise ValueError(f"prompts must be one of {', '.join(GenerationRun.Prompts.values)}")
+    if pairing not in GenerationRun.Pairing.values:
+        raise ValueError(f"pairing must be one of {', '.join(GenerationRun.Pairing.values)}")
+    if pairing == GenerationRun.Pairing.SELF and n < 2:
+        raise ValueError("pairing two samples of one version needs n of at least 2")
+    if pairing == GenerationRun.Pairing.PARENT and not has_parent:
+        raise ValueError(f"{version.name} has no parent version: pair two of its own samples instead")
+    if prompts == GenerationRun.Prompts.TAG and not tag:
+        raise ValueError("choosing prompts by tag needs a tag")
+    if prompts == GenerationRun.Prompts.NEW and since is None:
+        raise ValueError("choosing new prompts needs a date")
+
+
+def next_round_start(
+    *,
+    base_version: ModelVersion | None = None,
+    hyperparameters: dict[str, Any] | None = None,
+    generation: dict[str, Any] | None = None,
+    user: User | None = None,
+) -> tuple[TrainingRun, GenerationRun]:
+    """Train on the judgements since the last run, then generate the next round with the new version.
+
+    The generation run waits, queued, for its training run; the worker enqueues it with the new
+    version when training succeeds, and cancels it when training does not.
+    """
+    base = base_version or latest_model_version()
+    last = TrainingRun.objects.filter(status=RunStatus.SUCCEEDED).order_by("-created_at").first()
+    options = {"n": 1, **(generation or {})}
+    with transaction.atomic():
+        train_run = training_run_start(
+            base_version=base,
+            hyperparameters=hyperparameters or {},
+            judgement_filter=JudgementFilter(since=last.created_at if last is not None else None),
+            user=user,
+        )
+        gen_run = generation_run_start(
+            model_version=base,
+            pairing=GenerationRun.Pairing.PARENT,
+            user=user,
+            after_training=train_run,
+            **options,
+        )
+    return train_run, gen_run
+
+
+def runs_reap_stale() -> int:
+    """Mark running runs whose worker stopped sending heartbeats as failed; return how many."""
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=settings.DUET_HEARTBEAT_TIMEOUT)
+    reaped = 0
+    for model in (TrainingRun, GenerationRun):
+        stale = model.objects.filter(status=RunStatus.RUNNING).filter(
+            Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff)
+        )
+        reaped += stale.update(
+            status=RunStatus.FAILED,
+            finished_at=now,
+            error=f"the worker stopped answering (no heartbeat for {settings.DUET_HEARTBEAT_TIMEOUT} s): "
+            "it was killed, ran out of memory or lost its machine; resume the run to continue from its checkpoint",
+        )
+    return reaped
+
+
+def training_run_observe(*, run_id: int) -> TrainingRun:
+    """A training run as it stands, after failing any run whose worker has stopped beating."""
+    runs_reap_stale()
+    return TrainingRun.objects.select_related("base_version").get(pk=run_id)
+
+
+def generation_run_observe(*, run_id: int) -> GenerationRun:
+    """A generation run as it stands, after failing any run whose worker has stopped beating."""
+    runs_reap_stale()
+    return GenerationRun.objects.select_related("model_version").get(pk=run_id)

@@ -1,0 +1,141 @@
+"""What every job of the worker shares: claiming a run, its heartbeat, its log, and finishing it."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from django.conf import settings
+from django.db import close_old_connections, connection, transaction
+from django.utils import timezone
+
+from training.models import GenerationRun, RunStatus, TrainingMetric, TrainingRun
+
+# The run page shows the end of the log; older lines are dropped so the row stays small.
+LOG_TAIL_CHARS = 8000
+# Seconds a heartbeat thread waits for its last beat to finish when the job ends.
+HEARTBEAT_JOIN_SECONDS = 5
+
+Run = TrainingRun | GenerationRun
+
+
+def run_claim(*, model: type[Run], run_id: int) -> bool:
+    """Move a queued run to running; False if it was cancelled (or taken) meanwhile."""
+    now = timezone.now()
+    return bool(
+        model.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
+            status=RunStatus.RUNNING, started_at=now, heartbeat_at=now
+        )
+    )
+
+
+def run_finish(*, run: Run, status: str, **fields: Any) -> None:
+    type(run).objects.filter(pk=run.pk).update(status=status, finished_at=timezone.now(), **fields)
+
+
+def log_tail_append(tail: str, line: str) -> str:
+    return (tail + line.rstrip() + "\n")[-LOG_TAIL_CHARS:]
+
+
+def run_log_append(*, run: Run, line: str) -> None:
+    """One line into the run's log tail at once (the worker is the only writer of it)."""
+    run.log_tail = log_tail_append(run.log_tail, line)
+    type(run).objects.filter(pk=run.pk).update(log_tail=run.log_tail)
+
+
+@contextmanager
+def heartbeat(*, model: type[Run], run_id: int) -> Iterator[None]:
+    """Beat every few seconds from a thread, so a long step never looks like a dead worker."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(settings.DUET_HEARTBEAT_SECONDS):
+            model.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(heartbeat_at=timezone.now())
+        close_old_connections()
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{model.__name__}-{run_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=HEARTBEAT_JOIN_SECONDS)
+
+
+class StepReporter:
+    """The engine's callbacks for one training run, written to the database at most once per step.
+
+    Metrics, progress, ETA, heartbeat and log lines are buffered and written together, in one
+    transaction whose ``UPDATE … RETURNING`` also reads the cancel flag back; when steps are
+    faster than ``DUET_PROGRESS_SECONDS`` the writes are throttled to that interval, so a
+    cancel is seen within it. A checkpoint flushes too, so the stored curve reaches the step a
+    resume starts from; ``flush`` also writes whatever is left when the run ends.
+    """
+
+    def __init__(self, run: TrainingRun, *, interval: float | None = None) -> None:
+        self.run = run
+        self.interval = settings.DUET_PROGRESS_SECONDS if interval is None else interval
+        self.metrics: dict[int, dict[str, float]] = {}
+        self.progress: tuple[int, int, float | None] | None = None
+        self.log_dirty = False
+        self.cancel_requested = False
+        self.last_write = time.monotonic()
+
+    def on_metrics(self, metrics: dict[str, Any]) -> None:
+        clean = {k: v for k, v in metrics.items() if isinstance(v, int | float) and v == v}
+        self.metrics[int(metrics["step"])] = clean
+
+    def on_progress(self, step: int, total: int, eta: float | None) -> None:
+        self.progress = (step, total, eta)
+
+    def on_log(self, line: str) -> None:
+        self.run.log_tail = log_tail_append(self.run.log_tail, line)
+        self.log_dirty = True
+
+    def should_stop(self) -> bool:
+        if time.monotonic() - self.last_write >= self.interval:
+            self.flush()
+        return self.cancel_requested
+
+    def flush(self) -> None:
+        """Write what is buffered and read the cancel flag, in one transaction."""
+        self.last_write = time.monotonic()
+        with transaction.atomic():
+            if self.metrics:
+                TrainingMetric.objects.bulk_create(
+                    [TrainingMetric(run=self.run, step=step, values=values) for step, values in self.metrics.items()],
+                    update_conflicts=True,
+                    unique_fields=["run", "step"],
+                    update_fields=["values"],
+                )
+            self.cancel_requested = self._run_update()
+        self.metrics.clear()
+        self.log_dirty = False
+
+    def _run_update(self) -> bool:
+        step, total, eta = self.progress or (self.run.progress_step, self.run.progress_total, self.run.eta_seconds)
+        table = connection.ops.quote_name(TrainingRun._meta.db_table)
+        # RETURNING (PostgreSQL, SQLite ≥ 3.35) reads the flag in the same statement that writes the progress.
+        sql = (
+            f"UPDATE {table} SET progress_step = %s, progress_total = %s, eta_seconds = %s, "  # noqa: S608
+            "heartbeat_at = %s, log_tail = %s WHERE id = %s RETURNING cancel_requested"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [step, total, eta, timezone.now(), self.run.log_tail, self.run.pk])
+            row = cursor.fetchone()
+        return bool(row and row[0])
+
+    def callbacks(self) -> Any:
+        from dpo_engine import TrainCallbacks
+
+        return TrainCallbacks(
+            on_metrics=self.on_metrics,
+            on_progress=self.on_progress,
+            should_stop=self.should_stop,
+            on_log=self.on_log,
+            # A resume starts from the newest checkpoint: the curve up to it must be stored by then.
+            on_checkpoint=lambda step, path: self.flush(),
+        )
