@@ -19,13 +19,17 @@ class JudgementFilter:
 
     ``exclude_annotators`` are usernames (people's judgements); ``exclude_sources`` are the file
     names imported judgements came from. ``min_agreement`` applies per comparison, to the share
-    of its remaining judgements that voted for the winner.
+    of its remaining judgements that voted for the winner. Judgements on evaluation comparisons
+    (``Comparison.purpose``) measure a model on prompts it must never learn from, so a filter leaves
+    them out unless ``include_evaluation`` asks for them; only readers that measure (the
+    leaderboard) do, never a training dataset.
     """
 
     since: datetime | None = None
     exclude_annotators: tuple[str, ...] = ()
     exclude_sources: tuple[str, ...] = ()
     min_agreement: float = 0.0
+    include_evaluation: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.min_agreement <= 1.0:
@@ -58,6 +62,7 @@ class JudgementFilter:
             "min_agreement": self.min_agreement,
             "exclude_annotators": list(self.exclude_annotators),
             "exclude_sources": list(self.exclude_sources),
+            "include_evaluation": self.include_evaluation,
         }
 
     @classmethod
@@ -66,6 +71,8 @@ class JudgementFilter:
 
         Those older documents have one ``exclude_annotators`` list that left out usernames and
         import file names alike, so without ``exclude_sources`` the same names stand for both.
+        Documents from before evaluation rounds existed had nothing to include: a missing
+        ``include_evaluation`` is False.
         """
         annotators = tuple(data.get("exclude_annotators") or ())
         sources = data.get("exclude_sources", annotators)
@@ -75,6 +82,7 @@ class JudgementFilter:
             exclude_annotators=annotators,
             exclude_sources=tuple(sources or ()),
             min_agreement=float(data.get("min_agreement") or 0.0),
+            include_evaluation=bool(data.get("include_evaluation", False)),
         )
 
 

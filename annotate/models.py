@@ -64,6 +64,13 @@ class Completion(models.Model):
         return f"Completion {self.pk}"
 
 
+class Purpose(models.TextChoices):
+    """What a comparison's judgements are for: teaching a model, or measuring one (never trained on)."""
+
+    TRAINING = "training", "Training"
+    EVALUATION = "evaluation", "Evaluation"
+
+
 class Comparison(models.Model):
     """Two completions of one prompt, open until ``judgement_count`` reaches ``target_judgements``."""
 
@@ -75,6 +82,7 @@ class Comparison(models.Model):
     judgement_count = models.PositiveIntegerField(default=0)
     source = models.CharField(max_length=300, blank=True)
     tags = models.JSONField(default=list, blank=True)
+    purpose = models.CharField(max_length=10, choices=Purpose.choices, default=Purpose.TRAINING, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:

@@ -13,7 +13,7 @@ from django.db.models import Count, F, Q, QuerySet, Sum
 from django.utils import timezone
 
 from annotate.filters import JudgementFilter
-from annotate.models import Assignment, Comparison, Completion, Judgement, Prompt
+from annotate.models import Assignment, Comparison, Completion, Judgement, Prompt, Purpose
 
 # Decided comparisons loaded per query with their prompt and both completions: one query per
 # 500 rows, memory bounded by 500 comparisons' texts, and the IN list under the 999 parameters
@@ -64,9 +64,13 @@ def judgements_matching(*, judgement_filter: JudgementFilter) -> QuerySet[Judgem
     """The judgements ``judgement_filter`` keeps; its ``min_agreement`` applies per comparison, later.
 
     A source is left out only for imported judgements: a person's judgement has the source
-    "human", which no import file is named.
+    "human", which no import file is named. Judgements on evaluation comparisons are left out
+    unless the filter includes them: this is where "evaluation is never trained on" holds, for the
+    export, a training run's frozen dataset and the API alike.
     """
     judgements = Judgement.objects.all()
+    if not judgement_filter.include_evaluation:
+        judgements = judgements.exclude(comparison__purpose=Purpose.EVALUATION)
     if judgement_filter.since is not None:
         judgements = judgements.filter(created_at__gte=judgement_filter.since)
     if judgement_filter.exclude_annotators:

@@ -144,6 +144,8 @@ def run_engine(args: argparse.Namespace, data: Path, model_path: str, out: Path)
     first: dict = {}
 
     def on_metrics(metrics: dict) -> None:
+        if metrics.get("split") == "eval":
+            return
         stamps.append(time.perf_counter())
         if not first:
             first.update(metrics)
@@ -166,6 +168,8 @@ def run_engine(args: argparse.Namespace, data: Path, model_path: str, out: Path)
         gradient_checkpointing=args.engine_checkpointing,
         log_every=10**9,
         pack_tokens=args.engine_pack_tokens,
+        # TRL writes no checkpoint in its timed window either.
+        save_every_minutes=0,
     )
     precompute: list[float] = []
 

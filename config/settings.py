@@ -154,6 +154,7 @@ DUET_PROGRESS_SECONDS = float(os.environ.get("DUET_PROGRESS_SECONDS", "2"))
 DUET_JUDGEMENTS_PER_COMPARISON = int(os.environ.get("DUET_JUDGEMENTS_PER_COMPARISON", "1"))
 DUET_LEASE_SECONDS = int(os.environ.get("DUET_LEASE_SECONDS", "600"))
 DUET_MAX_TEXT_CHARS = int(os.environ.get("DUET_MAX_TEXT_CHARS", "100000"))
+DUET_EVAL_TAG = os.environ.get("DUET_EVAL_TAG", "eval")  # prompts held out for evaluation rounds, never trained on
 DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 8 * 1024 * 1024
 

@@ -1,16 +1,20 @@
 """Data order, optimiser and learning-rate schedule shared by the SFT and DPO loops.
 
+No pair is repeated to fill a step: an epoch's last step is smaller (see :mod:`dpo_engine.config.schedule`,
+which also counts the steps, so the schedule and the loops agree).
+
 The order of pairs is a pure function of ``(seed, epoch)``, so a resumed run, or any process of a
 distributed one, finds the same pairs at the same step without storing the permutation.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 
 import torch
 from torch import nn
+
+from dpo_engine.config.schedule import micro_batch_count, step_size
 
 # Multiplies the seed before the epoch is added: a prime above any epoch count, so no two (seed, epoch) pairs
 # share a generator seed.
@@ -23,17 +27,37 @@ def epoch_order(num_pairs: int, seed: int, epoch: int) -> list[int]:
     return torch.randperm(num_pairs, generator=generator).tolist()
 
 
-def steps_per_epoch(num_pairs: int, pairs_per_step: int) -> int:
-    """Optimiser steps per epoch; the last step is filled by wrapping around to the epoch's first pairs."""
-    return max(1, math.ceil(num_pairs / pairs_per_step))
+def step_micro_batches(
+    order: list[int], position: int, *, batch_size: int, grad_accum: int, rank: int, world_size: int
+) -> list[list[int]]:
+    """This process's micro-batches of step ``position`` within an epoch ordered by ``order``.
+
+    A full step gives every process ``grad_accum`` micro-batches of ``batch_size`` pairs. The epoch's last step
+    takes only the pairs left (none repeated), split across processes as evenly as possible and, on each, into
+    the same number of micro-batches of near-equal size (never above ``batch_size``), so that every process runs
+    as many forward passes as the others; :func:`~dpo_engine.config.schedule.step_size` says which pairs of a
+    tail too small for that are left out.
+    """
+    n = step_size(len(order), position, batch_size=batch_size, grad_accum=grad_accum, world_size=world_size)
+    start = position * batch_size * grad_accum * world_size
+    share = _split_even(order[start:start + n], world_size)[rank]
+    return _split_even(share, micro_batch_count(n, batch_size=batch_size, world_size=world_size)) if n else []
 
 
-def step_pairs(order: list[int], position: int, *, pairs_per_step: int, rank: int, world_size: int) -> list[int]:
-    """This process's share of the pairs of step ``position`` within an epoch."""
-    start = position * pairs_per_step
-    chosen = [order[(start + i) % len(order)] for i in range(pairs_per_step)]
-    per_rank = pairs_per_step // world_size
-    return chosen[rank * per_rank:(rank + 1) * per_rank]
+def step_pairs(
+    order: list[int], position: int, *, batch_size: int, grad_accum: int, rank: int, world_size: int
+) -> list[int]:
+    """This process's share of the pairs of step ``position`` within an epoch (its micro-batches, in order)."""
+    micro = step_micro_batches(order, position, batch_size=batch_size, grad_accum=grad_accum, rank=rank,
+                               world_size=world_size)
+    return [index for batch in micro for index in batch]
+
+
+def _split_even(items: list[int], parts: int) -> list[list[int]]:
+    """``items`` cut into ``parts`` consecutive runs whose lengths differ by at most one, the longer first."""
+    size, extra = divmod(len(items), parts)
+    bounds = [i * size + min(i, extra) for i in range(parts + 1)]
+    return [items[bounds[i]:bounds[i + 1]] for i in range(parts)]
 
 
 def build_optimizer(

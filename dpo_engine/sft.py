@@ -13,13 +13,12 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from dpo_engine.config import TrainConfig
+from dpo_engine.config import SCHEDULE_FIELDS, Schedule, TrainConfig, resolve_schedule
 from dpo_engine.data import TokenizedPair
 from dpo_engine.distributed import DistContext, wrap_data_parallel
 from dpo_engine.logprobs import SequenceLogps
-from dpo_engine.metrics import batches
 from dpo_engine.packing import pack_pairs
-from dpo_engine.schedule import build_optimizer, epoch_order, linear_warmup, step_pairs, steps_per_epoch
+from dpo_engine.schedule import build_optimizer, epoch_order, linear_warmup, step_micro_batches
 from dpo_engine.steps import accumulate_gradients, optimizer_step
 
 # Added to the seed of the data order: a prime, so that the SFT phase does not see the DPO phase's order.
@@ -37,23 +36,32 @@ def run_sft(
     pad_token_id: int,
     dtype: torch.dtype,
     log: Callable[[str], None],
+    schedule: Schedule | None = None,
 ) -> list[float]:
-    """Train ``model`` in place for ``config.sft_epochs`` epochs on (prompt, chosen); return per-step mean NLL."""
+    """Train ``model`` in place for ``config.sft_epochs`` epochs on (prompt, chosen); return per-step mean NLL.
+
+    ``schedule`` (optimiser, batch shape, warm-up) is the DPO run's; without one it is resolved from ``config``
+    against ``pairs``.
+    """
+    if schedule is None:
+        given = {name: getattr(config, name) for name in SCHEDULE_FIELDS}
+        schedule = resolve_schedule(pairs=len(pairs), given=given, world_size=ctx.world_size)
     wrapped = wrap_data_parallel(SequenceLogps(model), ctx, fsdp=config.fsdp)
-    optimizer = build_optimizer(config.optimizer, wrapped.parameters(), lr=config.sft_lr,
+    optimizer = build_optimizer(schedule.optimizer, wrapped.parameters(), lr=config.sft_lr,
                                 weight_decay=config.weight_decay)
-    pairs_per_step = config.batch_size * config.grad_accum * ctx.world_size
-    per_epoch = steps_per_epoch(len(pairs), pairs_per_step)
+    per_epoch = schedule.steps_per_epoch
     total = per_epoch * config.sft_epochs
-    scheduler = linear_warmup(optimizer, min(config.warmup_steps, total // _MAX_WARMUP_DIVISOR))
+    scheduler = linear_warmup(optimizer, min(schedule.warmup_steps, total // _MAX_WARMUP_DIVISOR))
+    shape = {"batch_size": schedule.batch_size, "grad_accum": schedule.grad_accum, "rank": ctx.rank,
+             "world_size": ctx.world_size}
     model.train()
     losses: list[float] = []
     for step in range(total):
         epoch, position = divmod(step, per_epoch)
         order = epoch_order(len(pairs), config.seed + _SEED_OFFSET, epoch)
-        share = step_pairs(order, position, pairs_per_step=pairs_per_step, rank=ctx.rank,
-                           world_size=ctx.world_size)
-        sums = _accumulate_nll(wrapped, pairs, share, config=config, ctx=ctx, pad_token_id=pad_token_id, dtype=dtype)
+        micro_batches = step_micro_batches(order, position, **shape)
+        sums = _accumulate_nll(wrapped, pairs, micro_batches, config=config, ctx=ctx, pad_token_id=pad_token_id,
+                               dtype=dtype)
         optimizer_step(wrapped, optimizer, scheduler, config.max_grad_norm)
         total_sums = ctx.all_reduce_sum(sums)
         losses.append(total_sums[0].item() / total_sums[1].item())
@@ -65,15 +73,19 @@ def run_sft(
 def _accumulate_nll(
     wrapped: nn.Module,
     pairs: Sequence[TokenizedPair],
-    share: list[int],
+    micro_batches: list[list[int]],
     *,
     config: TrainConfig,
     ctx: DistContext,
     pad_token_id: int,
     dtype: torch.dtype,
 ) -> Tensor:
-    """Back-propagate the mean per-token NLL of the chosen completions of ``share``'s micro-batches; return
-    ``[sum of the micro-batch NLLs, number of micro-batches]`` (float64) for the step's mean."""
+    """Back-propagate the mean per-token NLL of the chosen completions of ``micro_batches``; return
+    ``[sum of the micro-batch NLLs, number of micro-batches]`` (float64) for the step's mean.
+
+    Each micro-batch weighs the same. An epoch's smaller last step splits its pairs into micro-batches of
+    near-equal size, so that stays close to a mean over pairs (a per-token mean weighs tokens, not pairs, anyway).
+    """
     sums = torch.zeros(2, dtype=torch.float64, device=ctx.device)
 
     def nll_of(indices: list[int]) -> Tensor:
@@ -83,5 +95,5 @@ def _accumulate_nll(
         sums.add_(torch.tensor([nll.item(), 1.0], dtype=torch.float64, device=ctx.device))
         return nll
 
-    accumulate_gradients(wrapped, batches(pairs, share, config.batch_size), nll_of, device=ctx.device, dtype=dtype)
+    accumulate_gradients(wrapped, micro_batches, nll_of, device=ctx.device, dtype=dtype)
     return sums

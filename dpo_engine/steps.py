@@ -23,14 +23,18 @@ def accumulate_gradients(
     *,
     device: torch.device,
     dtype: torch.dtype,
+    weights: Sequence[float] | None = None,
 ) -> None:
-    """Back-propagate the mean over ``micro_batches`` of ``loss_of(micro_batch)``, each forward under autocast."""
+    """Back-propagate ``sum(weights[i] * loss_of(micro_batches[i]))``, each forward under autocast.
+
+    Without ``weights`` each micro-batch weighs ``1 / len(micro_batches)``: the mean of the micro-batch losses.
+    """
     for i, micro_batch in enumerate(micro_batches):
         # Gradients are all-reduced once per optimiser step, on the last micro-batch.
         sync = i == len(micro_batches) - 1 or not hasattr(wrapped, "no_sync")
         with wrapped.no_sync() if not sync else nullcontext(), autocast(device, dtype):  # type: ignore[operator]
             loss = loss_of(micro_batch)
-        (loss / len(micro_batches)).backward()
+        (loss / len(micro_batches) if weights is None else loss * weights[i]).backward()
 
 
 def clip_grad_norm(wrapped: nn.Module, max_norm: float) -> float:

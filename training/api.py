@@ -12,9 +12,9 @@ from pydantic import Field, create_model
 
 from annotate.filters import JudgementFilter
 from config.auth import StaffBearerToken
-from training import services
+from training import selectors, services
 from training.engine_settings import SAMPLING_FIELDS, sampling_spec, schema_field
-from training.models import GenerationRun, ModelVersion, TrainingRun
+from training.models import GenerationRun, ModelVersion, RunStatus, TrainingMetric, TrainingRun
 
 router = Router(auth=StaffBearerToken(), tags=["training"])
 
@@ -43,7 +43,14 @@ class RunOut(Schema):
     hyperparameters: dict[str, Any]
     dataset_rows: int
     dataset_sha256: str
+    heldout_rows: int
+    schedule: dict[str, Any]
     latest_metrics: dict[str, Any] | None
+    eval_before: dict[str, Any]
+    eval_after: dict[str, Any]
+    learned: bool | None
+    verdict: str
+    resumable_from_step: int | None
     error: str
     rq_job_id: str
     created_at: datetime
@@ -96,7 +103,8 @@ def _version(name: str | None) -> ModelVersion:
 
 
 def run_out(run: TrainingRun) -> dict[str, Any]:
-    latest = run.metrics.order_by("-step").first()
+    latest = run.metrics.filter(split=TrainingMetric.Split.TRAIN).order_by("-step").first()
+    resumable = run.status in (RunStatus.FAILED, RunStatus.CANCELLED)
     produced = ModelVersion.objects.filter(trained_by=run).first()
     return {
         "id": run.pk,
@@ -110,7 +118,14 @@ def run_out(run: TrainingRun) -> dict[str, Any]:
         "hyperparameters": run.hyperparameters,
         "dataset_rows": run.dataset_rows,
         "dataset_sha256": run.dataset_sha256,
+        "heldout_rows": run.heldout_rows,
+        "schedule": run.schedule,
         "latest_metrics": {"step": latest.step, **latest.values} if latest else None,
+        "eval_before": run.eval_before,
+        "eval_after": run.eval_after,
+        "learned": run.learned,
+        "verdict": run.verdict,
+        "resumable_from_step": selectors.newest_checkpoint_step(run.out_dir) if resumable else None,
         "error": run.error,
         "rq_job_id": run.rq_job_id,
         "created_at": run.created_at,

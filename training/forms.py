@@ -30,6 +30,7 @@ TRAINING_FIELDS = (
     "max_grad_norm",
     "seed",
     "save_every",
+    "save_every_minutes",
 )
 LABELS = {
     "loss": "Loss",
@@ -49,6 +50,7 @@ LABELS = {
     "max_grad_norm": "Max gradient norm",
     "seed": "Seed",
     "save_every": "Checkpoint every N steps",
+    "save_every_minutes": "Checkpoint every N minutes",
 }
 SAMPLING_LABELS = {
     "n": "Completions per prompt (n)",
@@ -57,14 +59,13 @@ SAMPLING_LABELS = {
     "max_new_tokens": "Max new tokens",
     "seed": "Seed",
 }
-WARMUP_NOTE = (
-    " Where the data is small (fewer optimiser steps than warm-up steps), the warm-up is scaled to 10% of the "
-    "steps; the run's log says so."
-)
+# What an empty "auto" field shows: the engine picks the value from the number of pairs.
+AUTO = "auto"
+AUTO_NOTE = " Empty: auto, chosen from the number of pairs (the preview shows the value)."
 
 
 def train_config_defaults() -> dict[str, Any]:
-    """The form's starting values: ``TrainConfig``'s defaults, one loss as the form offers one."""
+    """The form's starting values: ``TrainConfig``'s defaults (None, shown empty, for "auto"), one loss."""
     defaults = {name: train_spec(name).default for name in TRAINING_FIELDS}
     return {**defaults, "loss": defaults["loss"][0]}
 
@@ -72,8 +73,10 @@ def train_config_defaults() -> dict[str, Any]:
 class TrainingRunForm(JudgementFilterForm):
     """The model version to start from, the judgements to use, and the DPO hyper-parameters.
 
-    Every hyper-parameter field is derived from ``TrainConfig`` (type, bounds, help) and starts at
-    its default, the DPO paper's value; only the ones changed here are stored on the run.
+    Every hyper-parameter field is derived from ``TrainConfig`` (type, bounds, help) and starts at its
+    default. The schedule's fields (optimiser, rate, warm-up, epochs, batch, accumulation) default to
+    "auto" and start empty: the engine resolves them against the data, and a value filled in wins. Only
+    the values that differ from the defaults are stored on the run.
     """
 
     base_version = forms.ModelChoiceField(
@@ -92,8 +95,7 @@ class TrainingRunForm(JudgementFilterForm):
         }
         super().__init__(*args, **kwargs)
         for name in TRAINING_FIELDS:
-            self.fields[name] = form_field(train_spec(name), label=LABELS[name])
-        self.fields["warmup_steps"].help_text += WARMUP_NOTE
+            self.fields[name] = _hyperparameter_field(name)
         self.fields["loss"].help_text = (
             "The preference loss (dpo_engine.losses): sigmoid is the DPO paper's; ipo, hinge, robust and the others "
             "are its variants as TRL implements them."
@@ -108,13 +110,29 @@ class TrainingRunForm(JudgementFilterForm):
         return [self[name] for name in ("base_version", "since", "min_agreement", "exclude_annotators")]
 
     def hyperparameters(self) -> dict[str, Any]:
-        """The hyper-parameters that differ from the paper's defaults, as ``TrainConfig`` names them."""
+        """The hyper-parameters that differ from ``TrainConfig``'s defaults (every filled "auto" field)."""
         defaults = train_config_defaults()
         chosen = {name: self.cleaned_data[name] for name in TRAINING_FIELDS}
         changed = {name: value for name, value in chosen.items() if value != defaults[name]}
         if "loss" in changed:
             changed["loss"] = [changed["loss"]]
         return changed
+
+    def clean_optimizer(self) -> str | None:
+        return self.cleaned_data.get("optimizer") or None
+
+
+def _hyperparameter_field(name: str) -> forms.Field:
+    """The form field of a ``TrainConfig`` field; one whose default is None ("auto") may stay empty."""
+    spec = train_spec(name)
+    auto = spec.auto
+    field = form_field(spec, label=LABELS[name], required=not auto)
+    if auto:
+        field.widget.attrs["placeholder"] = AUTO
+        field.help_text += AUTO_NOTE
+        if isinstance(field, forms.ChoiceField):
+            field.choices = [("", AUTO), *((choice, choice) for choice in spec.choices or ())]
+    return field
 
 
 class GenerationRunForm(forms.Form):

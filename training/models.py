@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-from annotate.models import Judgement
+from annotate.models import Judgement, Purpose
 from training.engine_settings import sampling_default
 
 
@@ -106,8 +106,17 @@ class TrainingRun(RunBase):
     dataset_rows = models.PositiveIntegerField(default=0)
     dataset_filters = models.JSONField(default=dict, blank=True)
     judgements = models.ManyToManyField(Judgement, blank=True, related_name="training_runs")
+    heldout_path = models.CharField(max_length=1000, blank=True)
+    heldout_rows = models.PositiveIntegerField(default=0)
+    schedule = models.JSONField(
+        default=dict, blank=True, help_text="The settings the run resolved against its data: steps, batch, lr, notes."
+    )
     eval_before = models.JSONField(default=dict, blank=True)
     eval_after = models.JSONField(default=dict, blank=True)
+    learned = models.BooleanField(
+        null=True, blank=True, help_text="Whether held-out accuracy (or, without held-out pairs, the margin) moved."
+    )
+    verdict = models.TextField(blank=True, help_text="Why the run counts as having learned, or not.")
     resumed_count = models.PositiveSmallIntegerField(default=0)
 
     class Meta(RunBase.Meta):
@@ -118,13 +127,18 @@ class TrainingRun(RunBase):
 
 
 class TrainingMetric(models.Model):
+    class Split(models.TextChoices):
+        TRAIN = "train", "Training step"
+        EVAL = "eval", "Held-out evaluation"
+
     run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="metrics")
+    split = models.CharField(max_length=5, choices=Split.choices, default=Split.TRAIN)
     step = models.PositiveIntegerField()
     values = models.JSONField()
 
     class Meta:
         ordering = ["step"]
-        constraints = [models.UniqueConstraint(fields=["run", "step"], name="one_metric_row_per_step")]
+        constraints = [models.UniqueConstraint(fields=["run", "split", "step"], name="one_metric_row_per_split_step")]
 
     def __str__(self) -> str:
         return f"Run {self.run_id} step {self.step}"
@@ -142,6 +156,12 @@ class GenerationRun(RunBase):
         SELF = "self", "Two samples of this version"
 
     model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="generation_runs")
+    purpose = models.CharField(
+        max_length=10,
+        choices=Purpose.choices,
+        default=Purpose.TRAINING,
+        help_text="Evaluation rounds pair a version with its parent on held-out prompts; never trained on.",
+    )
     prompts = models.CharField(max_length=10, choices=Prompts.choices, default=Prompts.ALL)
     since = models.DateTimeField(null=True, blank=True)
     tag = models.CharField(max_length=100, blank=True)

@@ -11,6 +11,18 @@ Oracles, by name:
 - ``longer``: prefers the longer answer.
 - ``no-phrase:TEXT``: prefers the answer that does not contain TEXT (case-insensitive); when both or
   neither contain it, falls back to ``shorter``.
+
+The three above can be pleased by length alone: a model that learns to be short (or long) wins them
+without getting better at anything else. The next three cannot. Each prefers the answer with one
+property that no length buys; when both answers have it or neither does, the verdict is a tie. A
+tie-break by length (the shorter, or the one nearer some length) would hand length a share of the
+verdicts again; a tie is no training row, so only pairs that differ in the property teach, and the
+length-controlled win rate of a version trained on them should rise with its plain rate.
+
+- ``list``: prefers the answer laid out as a list: two lines or more that start with a bullet
+  (``-``, ``*``, ``+``, ``•``) or a number (``1.``, ``2)``), then text.
+- ``question``: prefers the answer that ends with a question mark (it asks the user something back).
+- ``keyword:TEXT``: prefers the answer that contains TEXT (case-insensitive).
 """
 
 from __future__ import annotations
@@ -19,8 +31,8 @@ import random
 import re
 import secrets
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from django.contrib.auth.models import User
@@ -30,8 +42,14 @@ from annotate import services as annotate_services
 from annotate.models import Comparison, Judgement, Prompt
 from training.engine_settings import sampling_default
 from training.models import ModelVersion
+from training.win_rates import BOOTSTRAP_SAMPLES, LengthControlled, length_controlled_win_rate, wilson_interval
 
-ORACLE_NAMES = ("shorter", "longer", "no-phrase:TEXT")
+ORACLE_NAMES = ("shorter", "longer", "no-phrase:TEXT", "list", "question", "keyword:TEXT")
+# Every oracle's account name starts with this, which is how the leaderboard tells oracles from people.
+ORACLE_USERNAME_PREFIX = "oracle-"
+_LIST_ITEM = re.compile(r"^\s*(?:[-*+\u2022]|\d+[.)])\s+\S", re.MULTILINE)
+# One bulleted line is a sentence that starts with a dash (or a year, "2026. ..."), not a list.
+LIST_MIN_ITEMS = 2
 
 
 class Oracle(Protocol):
@@ -79,17 +97,47 @@ class NoPhrase:
         return Shorter().prefer(a, b)
 
 
+@dataclass(frozen=True)
+class Criterion:
+    """Prefers the answer that passes ``test``; when both or neither do, a tie (see the module doc)."""
+
+    name: str
+    test: Callable[[str], bool] = field(compare=False)
+
+    def prefer(self, a: str, b: str) -> int:
+        return int(self.test(a)) - int(self.test(b))
+
+
+def is_list(text: str) -> bool:
+    return len(_LIST_ITEM.findall(text)) >= LIST_MIN_ITEMS
+
+
+def asks_back(text: str) -> bool:
+    return text.rstrip().endswith("?")
+
+
+def _contains(keyword: str) -> Callable[[str], bool]:
+    needle = keyword.casefold()
+    return lambda text: needle in text.casefold()
+
+
 def oracle_named(name: str) -> Oracle:
     """The oracle called ``name`` (see the module doc); a clear error for an unknown one."""
-    if name == "shorter":
-        return Shorter()
-    if name == "longer":
-        return Longer()
-    kind, colon, phrase = name.partition(":")
+    simple: dict[str, Oracle] = {
+        "shorter": Shorter(),
+        "longer": Longer(),
+        "list": Criterion("list", is_list),
+        "question": Criterion("question", asks_back),
+    }
+    if name in simple:
+        return simple[name]
+    kind, colon, text = name.partition(":")
+    if kind in ("no-phrase", "keyword") and (not colon or not text.strip()):
+        raise ValueError(f"the {kind} oracle needs a phrase: {kind}:TEXT, e.g. {kind}:Certainly")
     if kind == "no-phrase":
-        if not colon or not phrase.strip():
-            raise ValueError("the no-phrase oracle needs a phrase: no-phrase:TEXT, e.g. no-phrase:Certainly")
-        return NoPhrase(phrase=phrase.strip())
+        return NoPhrase(phrase=text.strip())
+    if kind == "keyword":
+        return Criterion(f"keyword:{text.strip()}", _contains(text.strip()))
     raise ValueError(f"unknown oracle {name!r}; known: {', '.join(ORACLE_NAMES)}")
 
 
@@ -101,7 +149,7 @@ def choice_of(oracle: Oracle, left: str, right: str) -> str:
 
 def oracle_username(oracle: Oracle) -> str:
     """``oracle-<name>``, with characters Django usernames do not allow (spaces, colons) made into dashes."""
-    return re.sub(r"[^\w.@+-]+", "-", f"oracle-{oracle.name}")[:150]
+    return re.sub(r"[^\w.@+-]+", "-", f"{ORACLE_USERNAME_PREFIX}{oracle.name}")[:150]
 
 
 def oracle_user(oracle: Oracle) -> User:
@@ -180,6 +228,7 @@ class EvalResult:
     ties: int
     candidate_mean_chars: float
     baseline_mean_chars: float
+    length_controlled: LengthControlled | None = None  # None without a decisive verdict
 
     @property
     def prompts(self) -> int:
@@ -190,6 +239,10 @@ class EvalResult:
         """Wins over decisive verdicts (ties shown apart)."""
         decisive = self.wins + self.losses
         return self.wins / decisive if decisive else None
+
+    @property
+    def win_rate_ci(self) -> tuple[float, float] | None:
+        return wilson_interval(self.wins, self.wins + self.losses)
 
     @property
     def score(self) -> float | None:
@@ -225,12 +278,23 @@ def sample_texts(version: ModelVersion, prompts: Sequence[Prompt], sampling: Sam
 
 
 def oracle_compare(
-    *, oracle: Oracle, candidate: str, candidate_texts: Sequence[str], baseline: str, baseline_texts: Sequence[str]
+    *,
+    oracle: Oracle,
+    candidate: str,
+    candidate_texts: Sequence[str],
+    baseline: str,
+    baseline_texts: Sequence[str],
+    bootstrap: int = BOOTSTRAP_SAMPLES,
+    seed: int = 0,
 ) -> EvalResult:
-    """Apply the oracle to paired completions (same prompt, same index)."""
+    """Apply the oracle to paired completions (same prompt, same index); lengths as the oracles count them."""
     if len(candidate_texts) != len(baseline_texts):
         raise ValueError("the candidate and the baseline need one completion each per prompt")
-    verdicts = Counter(oracle.prefer(c, b) for c, b in zip(candidate_texts, baseline_texts, strict=True))
+    pairs = list(zip(candidate_texts, baseline_texts, strict=True))
+    verdicts = [oracle.prefer(c, b) for c, b in pairs]
+    decisive = [(verdict, len(c.strip()) - len(b.strip())) for verdict, (c, b) in zip(verdicts, pairs, strict=True)
+                if verdict != 0]
+    counts = Counter(verdicts)
 
     def mean_chars(texts: Sequence[str]) -> float:
         return sum(len(t.strip()) for t in texts) / len(texts) if texts else 0.0
@@ -238,9 +302,15 @@ def oracle_compare(
     return EvalResult(
         candidate=candidate,
         baseline=baseline,
-        wins=verdicts[1],
-        losses=verdicts[-1],
-        ties=verdicts[0],
+        wins=counts[1],
+        losses=counts[-1],
+        ties=counts[0],
         candidate_mean_chars=mean_chars(candidate_texts),
         baseline_mean_chars=mean_chars(baseline_texts),
+        length_controlled=length_controlled_win_rate(
+            [float(verdict > 0) for verdict, _ in decisive],
+            [float(difference) for _, difference in decisive],
+            bootstrap=bootstrap,
+            seed=seed,
+        ),
     )

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Count, F, Prefetch
 from django.shortcuts import get_object_or_404
 
-from annotate.models import Comparison, Completion, Prompt
+from annotate.filters import JudgementFilter
+from annotate.models import Comparison, Completion, Prompt, Purpose
+from annotate.selectors import preference_decisions
 from training.charts import Series, legend, line_chart
+from training.engine_settings import training_config_check
+from training.evaluation import HELDOUT_MIN_PAIRS, heldout_size
 from training.models import GenerationRun, ModelVersion, RunStatus, TrainingMetric, TrainingRun
 
 RUNS_SHOWN = 100
@@ -54,18 +61,38 @@ class Setting:
     value: Any
     default: Any
     help: str
+    auto: bool = False  # left to the engine, which resolved ``value`` against the data
 
     @property
     def changed(self) -> bool:
-        return bool(self.value != self.default)
+        return not self.auto and bool(self.value != self.default)
 
 
-# Which TRL metric names each chart on the run page draws, with a fixed y range where one is natural.
-CHARTS: tuple[tuple[str, str, tuple[tuple[str, str], ...], tuple[float, float] | None], ...] = (
-    ("loss", "Loss", (("loss", "loss"),), None),
-    ("accuracy", "Reward accuracy", (("rewards/accuracies", "accuracy"),), (0.0, 1.0)),
-    ("margin", "Reward margin", (("rewards/margins", "margin"),), None),
-    ("rewards", "Chosen and rejected rewards", (("rewards/chosen", "chosen"), ("rewards/rejected", "rejected")), None),
+TRAIN, EVAL = TrainingMetric.Split.TRAIN, TrainingMetric.Split.EVAL
+# Which metrics each chart on the run page draws, as (split, TRL metric name, label), with a fixed y range
+# where one is natural; held-out evaluations sit beside the training steps on the same step axis.
+CHARTS: tuple[tuple[str, str, tuple[tuple[str, str, str], ...], tuple[float, float] | None], ...] = (
+    ("loss", "Loss", ((TRAIN, "loss", "training"), (EVAL, "eval/loss", "held-out")), None),
+    (
+        "accuracy",
+        "Reward accuracy",
+        ((TRAIN, "rewards/accuracies", "training"), (EVAL, "eval/rewards/accuracies", "held-out")),
+        (0.0, 1.0),
+    ),
+    ("margin", "Reward margin", ((TRAIN, "rewards/margins", "training"), (EVAL, "eval/rewards/margins", "held-out")),
+     None),
+    (
+        "rewards",
+        "Chosen and rejected rewards",
+        ((TRAIN, "rewards/chosen", "chosen"), (TRAIN, "rewards/rejected", "rejected")),
+        None,
+    ),
+)
+# The before/after table of the run page: held-out metric, label, whether it is a share.
+EVAL_ROWS = (
+    ("eval/rewards/accuracies", "Held-out accuracy", True),
+    ("eval/rewards/margins", "Held-out margin", False),
+    ("eval/loss", "Held-out loss", False),
 )
 LATEST_SHOWN = (
     "loss",
@@ -81,6 +108,14 @@ LATEST_SHOWN = (
 
 
 @dataclass(frozen=True)
+class EvalRow:
+    label: str
+    before: float | None
+    after: float | None
+    share: bool
+
+
+@dataclass(frozen=True)
 class TrainingRunDetail:
     run: TrainingRun
     produced_version: ModelVersion | None
@@ -90,15 +125,35 @@ class TrainingRunDetail:
     judgements: int
     settings: list[Setting]
     next_generation: list[GenerationRun] = field(default_factory=list)
+    eval_rows: list[EvalRow] = field(default_factory=list)
+    resumable_from_step: int | None = None
+    # Rounds of the version it produced: a run that did not learn offers one only while there is none.
+    produced_rounds: list[GenerationRun] = field(default_factory=list)
+
+    @property
+    def heldout_min_pairs(self) -> int:
+        return HELDOUT_MIN_PAIRS
+
+    @property
+    def offers_round_anyway(self) -> bool:
+        held_back = self.run.learned is False and self.produced_version is not None
+        return held_back and not any(r.status != RunStatus.CANCELLED for r in self.produced_rounds)
 
 
 def metric_charts(metrics: list[TrainingMetric]) -> list[Chart]:
-    """The run page's four curves from its stored metric rows, one point per logged step."""
+    """The run page's four curves from its stored metric rows, one point per logged step or evaluation."""
     charts = []
     for key, title, names, y_range in CHARTS:
         series = [
-            Series(label, [(m.step, m.values[name]) for m in metrics if isinstance(m.values.get(name), int | float)])
-            for name, label in names
+            Series(
+                label,
+                [
+                    (m.step, m.values[name])
+                    for m in metrics
+                    if m.split == split and isinstance(m.values.get(name), int | float)
+                ],
+            )
+            for split, name, label in names
         ]
         charts.append(
             Chart(
@@ -111,22 +166,43 @@ def metric_charts(metrics: list[TrainingMetric]) -> list[Chart]:
     return charts
 
 
-def training_settings(hyperparameters: dict[str, Any]) -> list[Setting]:
-    """Every hyper-parameter the run uses: the stored overrides over ``TrainConfig``'s defaults."""
+def training_settings(hyperparameters: dict[str, Any], schedule: dict[str, Any] | None = None) -> list[Setting]:
+    """Every hyper-parameter the run uses: the stored overrides over ``TrainConfig``'s defaults.
+
+    A field left to the engine ("auto") shows the value its ``schedule`` resolved, None until it is known.
+    """
     from dpo_engine.config import TrainConfig
 
     defaults = TrainConfig(data="-")
     skipped = {"data", "eval_data", "model", "out", "resume"}
-    return [
-        Setting(
-            name=f.name,
-            value=hyperparameters.get(f.name, getattr(defaults, f.name)),
-            default=getattr(defaults, f.name),
-            help=str(f.metadata.get("help", "")),
-        )
-        for f in dataclasses.fields(TrainConfig)
-        if f.name not in skipped
-    ]
+    settings = []
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in skipped:
+            continue
+        default = getattr(defaults, f.name)
+        if f.metadata.get("auto") and default is None:
+            default = "auto"
+        auto = bool(f.metadata.get("auto")) and f.name not in hyperparameters
+        value = (schedule or {}).get(f.name) if auto else hyperparameters.get(f.name, default)
+        settings.append(Setting(f.name, value, default, str(f.metadata.get("help", "")), auto=auto))
+    return settings
+
+
+def newest_checkpoint_step(out_dir: str) -> int | None:
+    """The step of the newest complete checkpoint under ``out_dir``, or None: what a resume continues from.
+
+    ``dpo_engine.checkpoint`` imports torch, which the web does not load; its layout is
+    ``checkpoints/step-NNNNNNNN/state.json``, the step zero-padded so that names sort by step.
+    """
+    root = Path(out_dir) / "checkpoints" if out_dir else None
+    if root is None or not root.is_dir():
+        return None
+    for folder in sorted(root.glob("step-*"), reverse=True):
+        try:
+            return int(json.loads((folder / "state.json").read_text())["step"])
+        except (OSError, ValueError, KeyError):
+            continue
+    return None
 
 
 def training_run_detail(*, run_id: int) -> TrainingRunDetail:
@@ -135,18 +211,70 @@ def training_run_detail(*, run_id: int) -> TrainingRunDetail:
         TrainingRun.objects.select_related("base_version", "created_by").annotate(judgement_count=Count("judgements")),
         pk=run_id,
     )
-    metrics = list(run.metrics.order_by("step"))
-    last = metrics[-1].values if metrics else {}
+    metrics = list(run.metrics.order_by("step", "split"))
+    steps = [m for m in metrics if m.split == TrainingMetric.Split.TRAIN]
+    last = steps[-1].values if steps else {}
+    produced = ModelVersion.objects.filter(trained_by=run).first()
     return TrainingRunDetail(
         run=run,
-        produced_version=ModelVersion.objects.filter(trained_by=run).first(),
+        produced_version=produced,
         charts=metric_charts(metrics),
         latest=[(name, float(last[name])) for name in LATEST_SHOWN if isinstance(last.get(name), int | float)],
-        metric_rows=len(metrics),
+        metric_rows=len(steps),
         judgements=run.judgement_count,  # type: ignore[attr-defined]
-        settings=training_settings(run.hyperparameters),
+        settings=training_settings(run.hyperparameters, run.schedule),
         next_generation=list(run.next_generation.select_related("model_version").order_by("id")),
+        eval_rows=[
+            EvalRow(label, run.eval_before.get(name), run.eval_after.get(name), share)
+            for name, label, share in EVAL_ROWS
+            if name in run.eval_before or name in run.eval_after
+        ],
+        resumable_from_step=newest_checkpoint_step(run.out_dir) if run.status in _RESUMABLE else None,
+        produced_rounds=list(produced.generation_runs.order_by("id")) if produced else [],
     )
+
+
+_RESUMABLE = (RunStatus.FAILED, RunStatus.CANCELLED)
+
+
+@dataclass(frozen=True)
+class SchedulePreview:
+    """What a run started now would train on and how: pairs the filter keeps, held out, and the schedule."""
+
+    decided: int
+    heldout: int
+    schedule: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+
+    @property
+    def training_pairs(self) -> int:
+        return self.decided - self.heldout
+
+    @property
+    def heldout_min_pairs(self) -> int:
+        return HELDOUT_MIN_PAIRS
+
+
+def training_schedule_preview(
+    *, judgement_filter: JudgementFilter, hyperparameters: dict[str, Any]
+) -> SchedulePreview:
+    """Count the pairs the filter would export now and resolve the engine's schedule on the training share.
+
+    Counting streams the decisions (ids only), as the export would; the schedule assumes one process,
+    as the worker runs one.
+    """
+    from dpo_engine.config import resolve_schedule
+
+    decided = sum(1 for _ in preference_decisions(judgement_filter=judgement_filter))
+    held = heldout_size(decided)
+    if not decided:
+        return SchedulePreview(decided, held, error="No decided comparisons match: the run would have nothing to "
+                                                    "train on.")
+    try:
+        schedule = resolve_schedule(pairs=decided - held, given=training_config_check(hyperparameters))
+    except ValueError as exc:
+        return SchedulePreview(decided, held, error=str(exc))
+    return SchedulePreview(decided, held, schedule=schedule.to_json())
 
 
 def generation_run_detail(*, run_id: int) -> GenerationRun:
@@ -237,6 +365,9 @@ def generation_prompts(*, run: GenerationRun) -> list[Prompt]:
     if run.prompts == GenerationRun.Prompts.TAG:
         # JSON containment is not portable to SQLite, and tags are short lists: filter here.
         selected = [p for p in selected if run.tag in (p.tags or [])]
+    if run.purpose != Purpose.EVALUATION:
+        # Prompts kept for evaluation are never answered for training, so no version learns them.
+        selected = [p for p in selected if settings.DUET_EVAL_TAG not in (p.tags or [])]
     return selected[: run.max_prompts] if run.max_prompts else selected
 
 

@@ -18,7 +18,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from annotate.filters import JudgementFilter
 from config.auth import AuthedRequest, staff_required
 from training import selectors, services
-from training.forms import WARMUP_NOTE, GenerationRunForm, TrainingRunForm
+from training.forms import GenerationRunForm, TrainingRunForm
 from training.leaderboard import leaderboard
 from training.models import GenerationRun, ModelVersion, TrainingRun
 
@@ -65,8 +65,27 @@ def training_run_new(request: AuthedRequest) -> HttpResponseBase:
 
 
 def _render_start_form(request: AuthedRequest, form: TrainingRunForm, *, status: int = 200) -> HttpResponse:
-    context = {"form": form, "section": "training", "warmup_note": WARMUP_NOTE.strip()}
+    context = {"form": form, "section": "training", "preview": _preview(form)}
     return render(request, "training/run_new.html", context, status=status)
+
+
+def _preview(form: TrainingRunForm) -> selectors.SchedulePreview | None:
+    """What the filled-in form would train on and how; None while a field is invalid (its error shows)."""
+    if not form.is_bound:
+        form = TrainingRunForm(form.initial)
+    if not form.is_valid():
+        return None
+    return selectors.training_schedule_preview(
+        judgement_filter=form.judgement_filter(), hyperparameters=form.hyperparameters()
+    )
+
+
+@staff_required
+@require_GET
+def training_run_preview(request: AuthedRequest) -> HttpResponse:
+    """The start form's schedule preview, for htmx as the filter and the fields change."""
+    context = {"preview": _preview(TrainingRunForm(request.GET))}
+    return render(request, "training/_schedule_preview.html", context)
 
 
 def _training_context(request: AuthedRequest, run_id: int, **extra: Any) -> dict[str, Any]:
@@ -75,7 +94,6 @@ def _training_context(request: AuthedRequest, run_id: int, **extra: Any) -> dict
         "poll_seconds": POLL_SECONDS,
         "section": "training",
         "flashes": _messages(request),
-        "warmup_note": WARMUP_NOTE.strip(),
         **extra,
     }
 
@@ -137,9 +155,25 @@ def training_run_resume(request: AuthedRequest, run_id: int) -> HttpResponseBase
         return _after_run_action(request, run, message=f"Not resumed: {exc}", level="error", status=409)
     except services.RunStateError as exc:
         return _after_run_action(request, run, message=f"Not resumed: {exc}.", level="error", status=409)
-    return _after_run_action(
-        request, run, message="Queued again: it continues from its newest checkpoint.", level="success"
+    step = selectors.newest_checkpoint_step(run.out_dir)
+    where = f"it continues from its checkpoint at step {step}" if step is not None else (
+        "it has no checkpoint on disk, so it restarts from step 0"
     )
+    return _after_run_action(request, run, message=f"Queued again: {where}.", level="success")
+
+
+@staff_required
+@require_POST
+def training_run_generate_anyway(request: AuthedRequest, run_id: int) -> HttpResponseBase:
+    """Start the round a run that did not learn held back, with the version it produced."""
+    run = get_object_or_404(TrainingRun, pk=run_id)
+    try:
+        gen_run = services.generation_run_start_anyway(run=run, user=request.user)
+    except (services.QueueUnavailable, ValueError) as exc:
+        messages.error(request, f"Round not started: {exc}")
+        return redirect("training:run", run_id=run.pk)
+    messages.success(request, f"{gen_run} is queued with {gen_run.model_version.name}, though its run did not learn.")
+    return redirect("training:generation", run_id=gen_run.pk)
 
 
 # Generation runs ------------------------------------------------------------------------

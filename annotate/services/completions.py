@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db import transaction
 
 from annotate import formats
-from annotate.models import Comparison, Completion
+from annotate.models import Comparison, Completion, Purpose
 from annotate.services._shared import BULK_CHUNK, bulk_get_or_create, comparison_hash
 
 
@@ -47,12 +47,19 @@ def completions_add(*, completions: Sequence[NewCompletion]) -> list[Completion]
 
 
 def comparisons_create(
-    *, pairs: Sequence[tuple[Completion, Completion]], source: str, target_judgements: int | None = None
+    *,
+    pairs: Sequence[tuple[Completion, Completion]],
+    source: str,
+    target_judgements: int | None = None,
+    purpose: str = Purpose.TRAINING,
 ) -> int:
     """Open comparisons between two completions of the same prompt; they join the queue at once.
 
     Pairs with identical text are skipped (nothing to judge); existing pairs are not duplicated.
+    An evaluation comparison's judgements measure a model and are never trained on.
     """
+    if purpose not in Purpose.values:
+        raise ValueError(f"purpose must be one of {', '.join(Purpose.values)}")
     target = target_judgements or settings.DUET_JUDGEMENTS_PER_COMPARISON
     rows: dict[str, dict[str, Any]] = {}
     for a, b in pairs:
@@ -68,6 +75,7 @@ def comparisons_create(
                 "completion_b_id": b.id,
                 "target_judgements": target,
                 "source": source,
+                "purpose": purpose,
             },
         )
     with transaction.atomic():

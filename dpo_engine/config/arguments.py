@@ -51,12 +51,15 @@ def config_from_args(args: argparse.Namespace, cls: type[Any] = TrainConfig) -> 
 
 def _argument(spec: FieldSpec, *, only_given: bool) -> dict[str, Any]:
     bounds = spec.bounds_text()
-    kwargs: dict[str, Any] = {"dest": spec.name, "help": f"{spec.help} Must be {bounds}." if bounds else spec.help}
+    # argparse %-formats help text: a literal "10%" must reach it as "10%%".
+    text = spec.help.replace("%", "%%")
+    kwargs: dict[str, Any] = {"dest": spec.name, "help": f"{text} Must be {bounds}." if bounds else text}
     if spec.required:
         kwargs["required"] = True
     else:
         kwargs["default"] = argparse.SUPPRESS if only_given else spec.default
-        kwargs["help"] += f" (default: {spec.default})" if only_given else " (default: %(default)s)"
+        shown = "auto" if spec.auto and spec.default is None else spec.default
+        kwargs["help"] += f" (default: {str(shown).replace('%', '%%')})"
     if spec.type is bool:
         kwargs["action"] = argparse.BooleanOptionalAction
         return kwargs
@@ -72,10 +75,11 @@ def _argument(spec: FieldSpec, *, only_given: bool) -> dict[str, Any]:
 
 
 def _none_or(tp: Callable[[str], Any]) -> Callable[[str], Any]:
-    """An argparse type that also accepts ``none`` (to switch off an optional limit such as --max-length)."""
+    """An argparse type that also accepts ``none`` (to switch off an optional limit such as --max-length, or to
+    ask for the automatic choice, as ``auto`` does too)."""
 
     def parse(text: str) -> Any:
-        return None if text.lower() == "none" else tp(text)
+        return None if text.lower() in ("none", "auto") else tp(text)
 
     parse.__name__ = getattr(tp, "__name__", "value")
     return parse

@@ -1,7 +1,8 @@
 """One rule for every configuration field: its type, default, help, choices and bounds, read off the dataclass.
 
 A config field declares ``metadata={"help": ..., "min": 0, "max": 5}``; ``"min_exclusive"``/``"max_exclusive"``
-make a bound strict and ``"choices"`` lists the allowed values (a ``Literal`` type does the same).
+make a bound strict, ``"choices"`` lists the allowed values (a ``Literal`` type does the same) and ``"auto"``
+marks a None default that the run resolves itself.
 :func:`config_fields` turns a config class into :class:`FieldSpec` rows, from which the command line, the web
 forms and the API schema are all derived, and :func:`check_values` is the one check every entry point runs.
 Nothing here imports torch.
@@ -41,6 +42,7 @@ class FieldSpec:
     default: Any = None  # None when ``required``; list defaults are fresh copies
     required: bool = False  # no default: every caller gives it
     optional: bool = False  # None is a valid value (no limit, automatic choice)
+    auto: bool = False  # None, the default, means "resolved when the run starts" (help and forms say "auto")
     many: bool = False  # a list of values
     choices: tuple[Any, ...] | None = None
     min: float | None = None
@@ -135,7 +137,7 @@ def _spec(cls: type, f: dataclasses.Field[Any], hint: Any) -> FieldSpec:
         name=f.name, flag=flag(f.name), type=tp, help=meta["help"], default=None if required else default,
         required=required, optional=optional, many=many, choices=tuple(choices) if choices is not None else None,
         min=meta.get("min"), max=meta.get("max"), min_exclusive=bool(meta.get("min_exclusive")),
-        max_exclusive=bool(meta.get("max_exclusive")),
+        max_exclusive=bool(meta.get("max_exclusive")), auto=bool(meta.get("auto")),
     )
 
 

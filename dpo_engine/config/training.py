@@ -6,6 +6,25 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from dpo_engine.config.fields import ConfigError, check_config
+from dpo_engine.config.schedule import (
+    EVAL_EVERY_DIVISOR,
+    EVAL_EVERY_MIN,
+    EVAL_EVERY_MIN_STEPS,
+    MICRO_BATCH_MAX,
+    PAPER_EFFECTIVE_BATCH,
+    PAPER_EPOCHS,
+    PAPER_LR,
+    PAPER_MIN_PAIRS,
+    PAPER_OPTIMIZER,
+    PAPER_WARMUP_STEPS,
+    SMALL_BATCH_MAX,
+    SMALL_BATCH_MIN,
+    SMALL_EPOCHS,
+    SMALL_LR,
+    SMALL_MIN_STEPS_PER_EPOCH,
+    SMALL_OPTIMIZER,
+    SMALL_WARMUP_PERCENT,
+)
 
 ReferenceMode = Literal["auto", "frozen", "adapter-disabled", "precomputed"]
 OptimizerName = Literal["rmsprop", "adamw"]
@@ -25,14 +44,19 @@ SEED_MAX = 2**31 - 1
 
 @dataclass
 class TrainConfig:
-    """Everything a DPO run needs; defaults follow the DPO paper (RMSprop, lr 1e-6, 150 warm-up steps, batch 64)."""
+    """Everything a DPO run needs. The schedule fields (optimizer, lr, warmup_steps, epochs, batch_size,
+    grad_accum) default to None, "auto": :func:`~dpo_engine.config.schedule.resolve_schedule` picks them from the
+    number of training pairs (the DPO paper's settings from 2000 pairs, a small-data schedule below); a value
+    set explicitly wins."""
 
     data: str = field(
         metadata={"help": "Training preference pairs (prompt/chosen/rejected): a .jsonl file, a .parquet file "
                   "or a datasets.save_to_disk folder."}
     )
     eval_data: str | None = field(
-        default=None, metadata={"help": "Held-out pairs, same formats; scored before and after training."}
+        default=None,
+        metadata={"help": "Held-out pairs, same formats; scored before training, every --eval-every steps and "
+                  "after training."},
     )
     model: str = field(
         default=DEFAULT_MODEL,
@@ -75,21 +99,41 @@ class TrainConfig:
     sft_lr: float = field(
         default=1e-5, metadata={"help": "Learning rate of the SFT phase.", "min": 0, "min_exclusive": True}
     )
-    optimizer: OptimizerName = field(default="rmsprop", metadata={"help": "Optimiser (the DPO paper uses RMSprop)."})
-    lr: float = field(
-        default=1e-6, metadata={"help": "Peak learning rate (paper: 1e-6).", "min": 0, "min_exclusive": True}
+    optimizer: OptimizerName | None = field(
+        default=None,
+        metadata={"help": f"Optimiser; auto: {PAPER_OPTIMIZER} (the DPO paper's) from {PAPER_MIN_PAIRS} training "
+                  f"pairs, {SMALL_OPTIMIZER} below (it makes progress in tens of steps).", "auto": True},
+    )
+    lr: float | None = field(
+        default=None,
+        metadata={"help": f"Peak learning rate; auto: {PAPER_LR:g} (the paper's) from {PAPER_MIN_PAIRS} training "
+                  f"pairs, {SMALL_LR:g} below.", "min": 0, "min_exclusive": True, "auto": True},
     )
     weight_decay: float = field(default=0.0, metadata={"help": "Decoupled weight decay (adamw only).", "min": 0})
-    warmup_steps: int = field(
-        default=150,
-        metadata={"help": "Linear warm-up from 0 to --lr over this many optimiser steps, then constant.", "min": 0},
+    warmup_steps: int | None = field(
+        default=None,
+        metadata={"help": "Linear warm-up from 0 to --lr over this many optimiser steps, then constant; auto: "
+                  f"{PAPER_WARMUP_STEPS} (the paper's) from {PAPER_MIN_PAIRS} training pairs, "
+                  f"{SMALL_WARMUP_PERCENT}% of the run's steps (at least 1) below.", "min": 0, "auto": True},
     )
-    epochs: int = field(default=1, metadata={"help": "Passes over the training pairs.", "min": 1})
-    batch_size: int = field(default=8, metadata={"help": "Pairs per micro-batch on each process.", "min": 1})
-    grad_accum: int = field(
-        default=8,
-        metadata={"help": "Micro-batches per optimiser step; effective batch = batch-size x grad-accum x processes "
-                  "(paper: 64).", "min": 1},
+    epochs: int | None = field(
+        default=None,
+        metadata={"help": f"Passes over the training pairs; auto: {PAPER_EPOCHS} from {PAPER_MIN_PAIRS} training "
+                  f"pairs (the paper's), {SMALL_EPOCHS} below.", "min": 1, "auto": True},
+    )
+    batch_size: int | None = field(
+        default=None,
+        metadata={"help": f"Pairs per micro-batch on each process; auto: at most {MICRO_BATCH_MAX}, so that "
+                  "batch-size x grad-accum x processes makes the effective batch (see --grad-accum).", "min": 1,
+                  "auto": True},
+    )
+    grad_accum: int | None = field(
+        default=None,
+        metadata={"help": "Micro-batches per optimiser step; effective batch = batch-size x grad-accum x processes. "
+                  f"Auto: the paper's {PAPER_EFFECTIVE_BATCH} from {PAPER_MIN_PAIRS} training pairs; below, the "
+                  f"largest power of two <= pairs/{SMALL_MIN_STEPS_PER_EPOCH} within [{SMALL_BATCH_MIN}, "
+                  f"{SMALL_BATCH_MAX}] and never more than the pairs. An epoch's last step takes only the pairs "
+                  "left; no pair is repeated.", "min": 1, "auto": True},
     )
     max_grad_norm: float = field(
         default=10.0,
@@ -128,7 +172,20 @@ class TrainConfig:
         default=42,
         metadata={"help": "Seed of data order, initialisation and dropout.", "min": 0, "max": SEED_MAX},
     )
+    eval_every: int | None = field(
+        default=None,
+        metadata={"help": "Score --eval-data every N optimiser steps as well as before and after (0: only before "
+                  f"and after); auto: every max({EVAL_EVERY_MIN}, steps/{EVAL_EVERY_DIVISOR}) steps when the run has "
+                  f"at least {EVAL_EVERY_MIN_STEPS} steps, else only before and after.", "min": 0, "auto": True},
+    )
     save_every: int = field(default=0, metadata={"help": "Checkpoint every N optimiser steps (0: never).", "min": 0})
+    save_every_minutes: float = field(
+        default=5.0,
+        metadata={"help": "Checkpoint after the first step that ends this many minutes after the last checkpoint "
+                  "(or the start); 0: never. A SmolLM2 checkpoint with its optimiser state is ~1.6 GB and takes "
+                  "seconds to write, so every 5 minutes costs little and a crash loses at most 5 minutes.",
+                  "min": 0},
+    )
     keep_checkpoints: int = field(
         default=2, metadata={"help": "How many recent checkpoints to keep (0: all of them).", "min": 0}
     )

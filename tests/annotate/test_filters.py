@@ -35,3 +35,18 @@ def test_json_stored_before_sources_had_their_own_field_leaves_the_names_out_as_
     assert JudgementFilter.from_json(stored) == JudgementFilter(
         exclude_annotators=("bot",), exclude_sources=("bot",), min_agreement=0.5
     )
+
+
+def test_evaluation_judgements_are_left_out_unless_asked_for():
+    assert JudgementFilter().include_evaluation is False
+    assert JudgementFilter.from_inputs(exclude="ann").include_evaluation is False
+
+
+def test_json_round_trips_include_evaluation():
+    judgement_filter = JudgementFilter(include_evaluation=True)
+    assert JudgementFilter.from_json(judgement_filter.to_json()) == judgement_filter
+
+
+def test_json_stored_before_evaluation_rounds_leaves_evaluation_judgements_out():
+    stored = {"since": None, "min_agreement": 0.0, "exclude_annotators": [], "exclude_sources": []}
+    assert JudgementFilter.from_json(stored).include_evaluation is False

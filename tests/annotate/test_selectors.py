@@ -2,7 +2,7 @@ import pytest
 
 from annotate import selectors, services
 from annotate.filters import JudgementFilter
-from annotate.models import Judgement
+from annotate.models import Comparison, Judgement, Purpose
 from tests.annotate.factories import ComparisonFactory, UserFactory
 
 
@@ -64,3 +64,27 @@ def test_an_excluded_source_keeps_peoples_judgements():
     person = _vote(ComparisonFactory(), annotator=UserFactory())
     matching = selectors.judgements_matching(judgement_filter=JudgementFilter(exclude_sources=("human",)))
     assert list(matching) == [person]
+
+
+@pytest.mark.django_db
+def test_judgements_matching_leaves_out_judgements_on_evaluation_comparisons():
+    kept = _vote(ComparisonFactory(), annotator=UserFactory())
+    _vote(ComparisonFactory(purpose=Purpose.EVALUATION), annotator=UserFactory())
+    assert list(selectors.judgements_matching(judgement_filter=JudgementFilter())) == [kept]
+
+
+@pytest.mark.django_db
+def test_judgements_matching_keeps_evaluation_judgements_when_asked():
+    training = _vote(ComparisonFactory(), annotator=UserFactory())
+    evaluation = _vote(ComparisonFactory(purpose=Purpose.EVALUATION), annotator=UserFactory())
+    matching = selectors.judgements_matching(judgement_filter=JudgementFilter(include_evaluation=True))
+    assert list(matching) == [training, evaluation]
+
+
+@pytest.mark.django_db
+def test_an_evaluation_comparison_never_becomes_a_preference_row():
+    _vote(ComparisonFactory(), annotator=UserFactory())
+    _vote(ComparisonFactory(purpose=Purpose.EVALUATION), annotator=UserFactory())
+    rows = list(selectors.preference_rows(judgement_filter=JudgementFilter(), conversational=False))
+    assert len(rows) == 1
+    assert Comparison.objects.get(pk=rows[0]["comparison_id"]).purpose == Purpose.TRAINING

@@ -3,7 +3,7 @@ import shutil
 
 import pytest
 
-from dpo_engine import TrainCallbacks, TrainConfig, train
+from dpo_engine import TrainCallbacks, TrainConfig, train, trainer
 from dpo_engine.checkpoint import latest_checkpoint
 
 
@@ -23,19 +23,54 @@ def curve(out):
 @pytest.mark.parametrize("lora_r", [0, 4])
 def test_resume_continues_the_same_curve(tiny_model_dir, make_preference_file, tmp_path, lora_r):
     data = make_preference_file(n=24)  # 3 steps per epoch, 6 in all; epoch 2 reshuffles
-    whole = train(config_for(tiny_model_dir, data, tmp_path / "whole", lora_r=lora_r))
+    held_out = {"eval_data": str(make_preference_file("eval", 4, seed=1)), "eval_every": 2, "lora_r": lora_r}
+    whole = train(config_for(tiny_model_dir, data, tmp_path / "whole", **held_out))
 
     done = []
-    stop_after_four = TrainCallbacks(on_metrics=lambda m: done.append(m), should_stop=lambda: len(done) >= 4)
-    interrupted = config_for(tiny_model_dir, data, tmp_path / "cut", lora_r=lora_r, save_every=2)
+    stop_after_four = TrainCallbacks(on_metrics=lambda m: m["split"] == "train" and done.append(m),
+                                     should_stop=lambda: len(done) >= 4)
+    interrupted = config_for(tiny_model_dir, data, tmp_path / "cut", save_every=2, **held_out)
     assert train(interrupted, callbacks=stop_after_four).stopped
     # Simulate a crash after step 4 was logged but before its checkpoint: resume must redo step 3 and 4.
     shutil.rmtree(tmp_path / "cut" / "checkpoints" / "step-00000004")
     assert latest_checkpoint(tmp_path / "cut").name == "step-00000002"
-    resumed = train(config_for(tiny_model_dir, data, tmp_path / "cut", lora_r=lora_r, save_every=2, resume=True))
+    resumed = train(config_for(tiny_model_dir, data, tmp_path / "cut", save_every=2, resume=True, **held_out))
 
     assert resumed.steps == whole.steps == 6
+    assert [(row["step"], row["split"]) for row in curve(whole.out_dir) if row["split"] == "eval"] == [
+        (0, "eval"), (2, "eval"), (4, "eval"), (6, "eval")]
     assert curve(resumed.out_dir) == curve(whole.out_dir)
+    assert resumed.eval_before == whole.eval_before
+
+
+def moving_clock(monkeypatch):
+    """A clock the test moves on by hand, in place of the trainer's."""
+    now = [0.0]
+    monkeypatch.setattr(trainer, "_clock", lambda: now[0])
+    return now
+
+
+def test_a_checkpoint_follows_the_first_step_past_the_time_limit(tiny_model_dir, make_preference_file, tmp_path,
+                                                                 monkeypatch):
+    now, saved = moving_clock(monkeypatch), []
+
+    def one_minute_per_step(metrics):
+        now[0] += 60.0
+
+    config = config_for(tiny_model_dir, make_preference_file(n=16), tmp_path / "run", grad_accum=1,
+                        save_every_minutes=2.5, keep_checkpoints=0)  # 8 steps
+    callbacks = TrainCallbacks(on_metrics=one_minute_per_step, on_checkpoint=lambda step, path: saved.append(step))
+    train(config, callbacks=callbacks)
+    # Steps end at minutes 1, 2, 3 (past 2.5: saved), 4, 5, 6 (2.5 past the last one: saved), 7; 8 is the last.
+    assert saved == [3, 6]
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["step-00000003", "step-00000006"]
+
+
+def test_zero_minutes_turns_time_based_checkpoints_off(tiny_model_dir, make_preference_file, tmp_path, monkeypatch):
+    now = moving_clock(monkeypatch)
+    config = config_for(tiny_model_dir, make_preference_file(n=8), tmp_path / "run", save_every_minutes=0)
+    train(config, callbacks=TrainCallbacks(on_metrics=lambda metrics: now.__setitem__(0, now[0] + 3600)))
+    assert latest_checkpoint(tmp_path / "run") is None
 
 
 def test_keeps_only_the_newest_checkpoints(tiny_model_dir, make_preference_file, tmp_path):

@@ -12,10 +12,11 @@ def test_train_writes_metrics_and_final_model(tiny_model_dir, make_preference_fi
     out = tmp_path / "run"
     code = main(["train", "--data", str(make_preference_file(n=8)), "--model", str(tiny_model_dir), "--out", str(out),
                  "--optimizer", "adamw", "--lr", "1e-3", "--warmup-steps", "0", "--batch-size", "4",
-                 "--grad-accum", "1", "--eval-data", str(make_preference_file("eval", 4, seed=1))])
+                 "--grad-accum", "1", "--epochs", "1", "--eval-data", str(make_preference_file("eval", 4, seed=1))])
     assert code == 0
     lines = (out / "metrics.jsonl").read_text().splitlines()
-    assert [json.loads(line)["step"] for line in lines] == [1, 2]
+    rows = [json.loads(line) for line in lines]
+    assert [(row["step"], row["split"]) for row in rows] == [(0, "eval"), (1, "train"), (2, "train"), (2, "eval")]
     assert AutoModelForCausalLM.from_pretrained(out / "final") is not None
     assert f"model in {out / 'final'}" in capsys.readouterr().out
 

@@ -42,3 +42,14 @@ def test_a_zero_limit_reports_the_norm_without_clipping():
     model.bias.grad = torch.full_like(model.bias, 4.0)
     assert clip_grad_norm(model, 0.0) == pytest.approx(43**0.5)
     assert torch.equal(model.weight.grad, torch.full_like(model.weight, 3.0))
+
+
+def test_weights_give_the_gradient_of_the_mean_over_pairs_of_unequal_micro_batches():
+    inputs = torch.randn(5, 3, generator=torch.Generator().manual_seed(2))
+    accumulated, whole = linear(), linear()
+    micro_batches = [inputs[:3], inputs[3:]]
+    accumulate_gradients(accumulated, micro_batches, lambda x: accumulated(x).pow(2).mean(),
+                         device=torch.device("cpu"), dtype=torch.float32, weights=[3 / 5, 2 / 5])
+    whole(inputs).pow(2).mean().backward()
+    for a, b in zip(accumulated.parameters(), whole.parameters(), strict=True):
+        torch.testing.assert_close(a.grad, b.grad)

@@ -12,11 +12,13 @@ from dpo_engine.sft import run_sft
 
 TRL_NAMES = {"loss", "rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins", "logps/chosen",
              "logps/rejected", "grad_norm", "learning_rate", "tokens_per_second", "epoch", "step"}
+EVAL_NAMES = {"eval/loss", "eval/rewards/chosen", "eval/rewards/rejected", "eval/rewards/accuracies",
+              "eval/rewards/margins", "eval/logps/chosen", "eval/logps/rejected"}
 
 
 def small_config(tiny_model_dir, data, tmp_path, **changes):
     values = {"data": str(data), "model": str(tiny_model_dir), "out": str(tmp_path / "run"), "optimizer": "adamw",
-              "lr": 1e-3, "warmup_steps": 0, "batch_size": 4, "grad_accum": 1, "log_every": 100}
+              "lr": 1e-3, "warmup_steps": 0, "batch_size": 4, "grad_accum": 1, "epochs": 1, "log_every": 100}
     values.update(changes)
     return TrainConfig(**values)
 
@@ -126,3 +128,46 @@ def test_sft_epochs_make_the_reference(tiny_model_dir, make_preference_file, tmp
     assert (result.out_dir / "sft" / "config.json").exists()
     # The policy starts at the SFT model, which is also the reference: rewards start at zero.
     assert read_metrics(result.out_dir)[0]["rewards/chosen"] == pytest.approx(0.0, abs=1e-5)
+
+
+def test_a_small_run_resolves_its_schedule_and_takes_the_promised_steps(tiny_model_dir, make_preference_file,
+                                                                        tmp_path):
+    schedules, lines, seen = [], [], []
+    config = TrainConfig(data=str(make_preference_file(n=10)), model=str(tiny_model_dir), out=str(tmp_path / "run"),
+                         log_every=100)
+    callbacks = TrainCallbacks(on_schedule=schedules.append, on_log=lines.append, on_metrics=seen.append)
+    result = train(config, callbacks=callbacks)
+    # 10 pairs: batch 4, three steps an epoch (4, 4 and the remaining 2), three epochs.
+    assert schedules == [result.schedule]
+    assert (result.schedule["regime"], result.schedule["effective_batch"]) == ("small-data", 4)
+    assert result.steps == result.schedule["total_steps"] == 9
+    assert [m["step"] for m in seen] == list(range(1, 10))
+    assert [m["epoch"] for m in seen][2::3] == [1.0, 2.0, 3.0]
+    assert any(line.startswith("schedule: 10 pairs < 2000: small-data schedule") for line in lines)
+
+
+def test_held_out_pairs_are_scored_before_periodically_and_after(tiny_model_dir, make_preference_file, tmp_path):
+    seen = []
+    config = small_config(tiny_model_dir, make_preference_file(n=8), tmp_path, epochs=3, eval_every=2,
+                          eval_data=str(make_preference_file("eval", 4, seed=1)))
+    result = train(config, callbacks=TrainCallbacks(on_metrics=seen.append))
+    evals = [m for m in seen if m["split"] == "eval"]
+    assert [m["step"] for m in evals] == [0, 2, 4, 6]
+    assert all(set(m) == {"step", "split"} | EVAL_NAMES for m in evals)
+    assert [m["step"] for m in seen if m["split"] == "train"] == [1, 2, 3, 4, 5, 6]
+    assert [(m["step"], m["split"]) for m in seen][:4] == [(0, "eval"), (1, "train"), (2, "train"), (2, "eval")]
+    assert read_metrics(result.out_dir) == seen
+    assert {k: evals[0][k] for k in EVAL_NAMES} == result.eval_before
+    assert {k: evals[-1][k] for k in EVAL_NAMES} == result.eval_after
+    assert evals[1]["eval/rewards/margins"] != evals[0]["eval/rewards/margins"]  # scored with the current weights
+
+
+def test_a_smaller_last_step_weighs_every_pair_alike(tiny_model_dir, make_preference_file, tmp_path):
+    data = make_preference_file(n=7)
+    # One step of 7 pairs: micro-batches of 4 and 3 in one run, a single one of 7 in the other. Weighted by their
+    # pairs (4/7, 3/7), both give the same update; a plain mean of the two micro-batches (1/2, 1/2) would not.
+    split = train(small_config(tiny_model_dir, data, tmp_path / "a", batch_size=4, grad_accum=2, epochs=2))
+    whole = train(small_config(tiny_model_dir, data, tmp_path / "b", batch_size=8, grad_accum=1, epochs=2))
+    for a, b in zip(read_metrics(split.out_dir), read_metrics(whole.out_dir), strict=True):
+        assert a["grad_norm"] == pytest.approx(b["grad_norm"], rel=1e-4)
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)

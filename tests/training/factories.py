@@ -1,16 +1,21 @@
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from annotate import services
 from annotate.models import Comparison, Completion
 from tests.annotate.factories import ComparisonFactory, CompletionFactory, PromptFactory, UserFactory
 from training.models import ModelVersion
 
 
-def judged_preferences(count: int, *, good: str = "Sure, here it is.", bad: str = "No.") -> list[Comparison]:
-    """``count`` comparisons, each judged once in favour of the ``good`` answer."""
+def judged_preferences(
+    count: int, *, good: str = "Sure, here it is.", bad: str = "No.", reversed_at: Collection[int] = ()
+) -> list[Comparison]:
+    """``count`` comparisons, each judged once in favour of the ``good`` answer (the ``bad`` one at the
+    positions in ``reversed_at``), in id order, which is the order of a frozen dataset's rows."""
     user = UserFactory()
     comparisons = []
-    for _ in range(count):
+    for index in range(count):
         prompt = PromptFactory()
         comparison = ComparisonFactory(
             prompt=prompt,
@@ -22,7 +27,7 @@ def judged_preferences(count: int, *, good: str = "Sure, here it is.", bad: str 
             comparison_id=comparison.id,
             left_id=comparison.completion_a_id,
             right_id=comparison.completion_b_id,
-            choice="left",
+            choice="right" if index in reversed_at else "left",
         )
         comparisons.append(comparison)
     return comparisons

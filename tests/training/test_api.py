@@ -7,7 +7,10 @@ from annotate import services as annotate_services
 from tests.annotate.factories import PromptFactory, StaffFactory, UserFactory
 from tests.training.factories import judged_preferences
 from training import services
-from training.models import GenerationRun, RunStatus, TrainingRun
+from training.models import GenerationRun, RunStatus, TrainingMetric, TrainingRun
+
+# Jobs go to a Redis database of this test process: another test run's worker must not take them.
+pytestmark = pytest.mark.usefixtures("private_queues")
 
 FAST = {
     "optimizer": "adamw",
@@ -51,6 +54,37 @@ def test_start_run_is_202_and_the_worker_finishes_it(client, tiny_version, worke
     assert body["model_version"] == f"tiny+dpo{run_id}"
     assert body["latest_metrics"]["step"] == body["progress_total"]
     assert "rewards/accuracies" in body["latest_metrics"]
+
+
+def test_a_run_reports_its_schedule_held_out_scores_and_verdict(client, tiny_version):
+    run = TrainingRun.objects.create(
+        base_version=tiny_version,
+        status=RunStatus.SUCCEEDED,
+        heldout_rows=4,
+        schedule={"total_steps": 27, "regime": "small-data"},
+        eval_before={"eval/rewards/accuracies": 0.0},
+        eval_after={"eval/rewards/accuracies": 0.25},
+        learned=False,
+        verdict="It did not learn.",
+    )
+    TrainingMetric.objects.create(run=run, split="train", step=27, values={"loss": 0.5})
+    TrainingMetric.objects.create(run=run, split="eval", step=27, values={"eval/loss": 0.9})
+    body = client.get(f"/api/v1/runs/{run.pk}", **_auth(StaffFactory())).json()
+    assert body["schedule"] == {"total_steps": 27, "regime": "small-data"}
+    assert (body["eval_before"], body["eval_after"]) == (run.eval_before, run.eval_after)
+    assert (body["learned"], body["verdict"], body["heldout_rows"]) == (False, "It did not learn.", 4)
+    assert body["latest_metrics"] == {"step": 27, "loss": 0.5}
+
+
+@pytest.mark.parametrize(("checkpoints", "step"), [((), None), ((2, 4), 4)])
+def test_a_stopped_run_says_which_step_a_resume_continues_from(client, tiny_version, tmp_path, checkpoints, step):
+    for saved in checkpoints:
+        folder = tmp_path / "checkpoints" / f"step-{saved:08d}"
+        folder.mkdir(parents=True)
+        (folder / "state.json").write_text(json.dumps({"step": saved}))
+    run = TrainingRun.objects.create(base_version=tiny_version, status=RunStatus.FAILED, out_dir=str(tmp_path))
+    body = client.get(f"/api/v1/runs/{run.pk}", **_auth(StaffFactory())).json()
+    assert body["resumable_from_step"] == step
 
 
 def test_unknown_hyperparameter_is_400(client, tiny_version):

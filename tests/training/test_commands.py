@@ -7,6 +7,9 @@ from tests.annotate.factories import PromptFactory
 from tests.training.factories import judged_preferences
 from training.models import ModelVersion
 
+# Jobs go to a Redis database of this test process: another test run's worker must not take them.
+pytestmark = pytest.mark.usefixtures("private_queues")
+
 
 def _run(*args):
     out = StringIO()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import re
+from statistics import NormalDist
 
 import numpy as np
 import pytest
@@ -10,9 +12,9 @@ from django.contrib.auth.models import User
 
 from annotate import formats
 from annotate.filters import JudgementFilter
-from annotate.models import Comparison, Completion, Judgement, Prompt
-from tests.annotate.factories import UserFactory
-from training.leaderboard import ELO_PER_NAT, bradley_terry, leaderboard
+from annotate.models import Comparison, Completion, Judgement, Prompt, Purpose
+from tests.annotate.factories import StaffFactory, UserFactory
+from training.leaderboard import ELO_PER_NAT, bradley_terry, leaderboard, wilson_interval
 from training.models import ModelVersion
 
 pytestmark = pytest.mark.django_db
@@ -235,3 +237,155 @@ def test_bradley_terry_matches_the_closed_form_for_two_players():
     wins = np.array([[0.0, 300.0], [100.0, 0.0]])
     theta = bradley_terry(wins, prior_sd=1e6)
     assert theta[0] - theta[1] == pytest.approx(np.log(3.0), rel=1e-6)
+
+
+# Evaluation rounds ----------------------------------------------------------------------
+
+
+def _evaluate(
+    version: str, parent: str, verdicts: list[str], *, judge: str = "person", lengths: tuple[int, int] = (20, 20)
+) -> None:
+    """One evaluation comparison per verdict ("win", "loss", "tie" for ``version``), sides alternating.
+
+    ``lengths`` are the characters of the version's and the parent's answers.
+    """
+    annotator: User = UserFactory(username=judge)  # type: ignore[assignment]
+    for n, verdict in enumerate(verdicts):
+        prompt = Prompt.objects.create(
+            messages=[{"role": "user", "content": "Q"}], content_hash=formats.content_hash("prompt", next(_serial))
+        )
+        mine = _sized_completion(prompt, version, lengths[0])
+        theirs = _sized_completion(prompt, parent, lengths[1])
+        left, right = (mine, theirs) if n % 2 == 0 else (theirs, mine)
+        comparison = Comparison.objects.create(
+            prompt=prompt,
+            completion_a=left,
+            completion_b=right,
+            judgement_count=1,
+            purpose=Purpose.EVALUATION,
+            content_hash=f"comparison-{next(_serial)}",
+        )
+        winner = {"win": mine, "loss": theirs}.get(verdict)
+        choice = "tie" if winner is None else ("left" if winner == left else "right")
+        Judgement.objects.create(
+            comparison=comparison, annotator=annotator, source="human", left=left, right=right, choice=choice,
+            winner=winner,
+        )
+
+
+def _sized_completion(prompt: Prompt, model_name: str, chars: int) -> Completion:
+    text = f"{next(_serial):06d}".ljust(chars, "x")
+    return Completion.objects.create(
+        prompt=prompt,
+        text=text,
+        messages=[{"role": "assistant", "content": text}],
+        model_name=model_name,
+        model_version=ModelVersion.objects.get(name=model_name),
+        content_hash=formats.content_hash("completion", prompt.id, text),
+    )
+
+
+def test_evaluation_rounds_are_shown_per_judge_with_a_wilson_interval_people_first():
+    _versions("base", "v1")
+    _evaluate("v1", "base", ["win"] * 6 + ["loss"] * 2 + ["tie"], judge="ann")
+    _evaluate("v1", "base", ["win"] * 5, judge="oracle-shorter")
+    rows = _by_name(leaderboard(bootstrap=20))
+    people, oracle = rows["v1"].evaluations
+    assert (people.judge, oracle.judge) == ("people", "oracle-shorter")
+    assert (people.record.wins, people.record.losses, people.record.ties) == (6, 2, 1)
+    assert people.record.win_rate_ci == wilson_interval(6, 8)
+    assert (oracle.record.wins, oracle.record.losses) == (5, 0)
+    assert rows["base"].evaluations == []
+
+
+def test_with_equal_lengths_the_length_controlled_rate_is_the_plain_rate():
+    _versions("base", "v1")
+    _evaluate("v1", "base", ["win"] * 9 + ["loss"] * 3, lengths=(40, 40))
+    (people,) = _by_name(leaderboard(bootstrap=20))["v1"].evaluations
+    assert people.length_controlled is not None
+    assert people.length_controlled.win_rate == pytest.approx(0.75, abs=0.02)
+    assert (people.mean_chars, people.parent_mean_chars) == (40, 40)
+
+
+def test_a_win_that_only_length_explains_is_not_a_length_controlled_win():
+    _versions("base", "v1")
+    # The judge takes the shorter answer; v1's answers are 40 characters shorter on average, spread normally.
+    spread = NormalDist(-40, 40)
+    for n in range(30):
+        difference = round(spread.inv_cdf((n + 0.5) / 30))
+        _evaluate("v1", "base", ["win" if difference < 0 else "loss"], lengths=(100 + difference, 100))
+    (people,) = _by_name(leaderboard(bootstrap=50))["v1"].evaluations
+    assert people.record.win_rate == pytest.approx(25 / 30)
+    lc = people.length_controlled
+    assert lc is not None
+    assert lc.win_rate == pytest.approx(0.5, abs=0.1)
+    assert lc.ci_low < 0.5 < lc.ci_high
+
+
+def test_the_training_record_leaves_evaluation_out_while_the_ratings_count_both():
+    _versions("base", "v1")
+    _judge([("v1", "base", "left")] * 3)
+    _evaluate("v1", "base", ["loss"] * 5)
+    board = leaderboard(bootstrap=0)
+    v1 = _by_name(board)["v1"]
+    assert v1.vs_parent is not None
+    assert (v1.vs_parent.wins, v1.vs_parent.losses) == (3, 0)
+    assert (v1.record.wins, v1.record.losses) == (3, 5)
+    assert (board.judgements, board.evaluation_judgements) == (8, 5)
+
+
+def test_the_mean_length_counts_each_judged_completion_once_and_only_judged_ones():
+    _versions("base", "v1")
+    _evaluate("v1", "base", ["win"], lengths=(10, 70))
+    _evaluate("v1", "base", ["win"], lengths=(30, 70), judge="oracle-shorter")
+    twice = Comparison.objects.select_related("completion_a", "completion_b").last()
+    assert twice is not None
+    Judgement.objects.create(
+        comparison=twice, annotator=UserFactory(), source="human", left=twice.completion_a,
+        right=twice.completion_b, choice="tie",
+    )
+    _sized_completion(twice.prompt, "v1", 1000)  # never judged
+    rows = _by_name(leaderboard(bootstrap=0))
+    assert rows["v1"].mean_chars == pytest.approx(20.0)
+    assert rows["base"].mean_chars == pytest.approx(70.0)
+
+
+def test_the_page_shows_the_evaluation_win_rate_its_interval_the_length_controlled_rate_and_lengths(client):
+    client.force_login(StaffFactory())
+    _versions("base", "v1")
+    for verdict, mine in [("win", 30)] * 9 + [("loss", 30), ("loss", 120), ("win", 120)]:
+        _evaluate("v1", "base", [verdict], lengths=(mine, 90))
+    page = client.get("/training/leaderboard/").content.decode()
+    interval = wilson_interval(10, 12)
+    assert interval is not None
+    shown = f"{100 * interval[0]:.0f}%\N{EN DASH}{100 * interval[1]:.0f}%; 10\N{EN DASH}2"
+    assert re.search(rf"people:</span>\s*<strong>83%</strong> <span[^>]*>\({shown}", page)
+    assert re.search(r'length-controlled <strong data-testid="length-controlled">\d+%</strong>', page)
+    assert re.search(r'data-testid="mean-chars">45 <span', page)
+    assert "45 vs 90 chars" in page
+
+
+def test_the_page_says_when_length_cannot_be_controlled_for(client):
+    client.force_login(StaffFactory())
+    _versions("base", "v1")
+    _evaluate("v1", "base", ["win"] * 12, lengths=(30, 90))
+    page = client.get("/training/leaderboard/").content.decode()
+    assert "<strong>100%</strong>" in page
+    assert "not length-controlled: its answer was the shorter in every decisive judgement" in page
+
+
+def test_an_evaluation_comparison_not_against_the_parent_is_no_head_to_head():
+    _versions("base", "v1", "v2")
+    _evaluate("v2", "base", ["win"] * 3)
+    rows = _by_name(leaderboard(bootstrap=0))
+    assert rows["v2"].evaluations == []
+    assert rows["v2"].record.wins == 3, "it still counts for the ratings"
+
+
+def test_left_out_annotators_are_left_out_of_evaluation_rounds_too():
+    _versions("base", "v1")
+    _evaluate("v1", "base", ["win"] * 3, judge="keep")
+    _evaluate("v1", "base", ["loss"] * 4, judge="oracle-longer")
+    board = leaderboard(judgement_filter=JudgementFilter(exclude_annotators=("oracle-longer",)), bootstrap=0)
+    (people,) = _by_name(board)["v1"].evaluations
+    assert (people.judge, people.record.wins, people.record.losses) == ("people", 3, 0)

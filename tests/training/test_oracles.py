@@ -28,7 +28,53 @@ def test_no_phrase_prefers_the_answer_without_it_case_insensitively_else_the_sho
     assert oracle.prefer("AS AN AI: no.", "As an AI, no way.") == 1, "both have it: the shorter wins"
 
 
-@pytest.mark.parametrize("name", ["kinder", "no-phrase", "no-phrase:", "no-phrase:  "])
+LIST = "Steps:\n- open the box\n- take it out"
+PROSE = "Open the box, then take it out; that is all there is to it, really, nothing more to add at all."
+
+
+def test_list_prefers_the_answer_laid_out_as_a_list_whatever_its_length():
+    oracle = oracles.oracle_named("list")
+    assert oracle.prefer(LIST, PROSE) == 1
+    assert oracle.prefer(PROSE, LIST) == -1
+    assert oracle.prefer(LIST, LIST + "\n- and enjoy it") == 0, "both lists: a tie, not the shorter"
+    assert oracle.prefer("Yes.", PROSE) == 0, "neither a list: a tie, not the shorter"
+
+
+@pytest.mark.parametrize(
+    "text", ["1. open\n2. take", "  * open\n  * take", "1) open\n2) take", "\u2022 open\n\u2022 take"]
+)
+def test_list_items_may_be_bullets_or_numbers(text):
+    assert oracles.is_list(text)
+
+
+@pytest.mark.parametrize("text", ["- one item only", "-not an item\n-nor this", "2026. A year.\nAnd then"])
+def test_one_item_or_dashes_without_a_space_are_no_list(text):
+    assert not oracles.is_list(text)
+
+
+def test_question_prefers_the_answer_that_asks_back():
+    oracle = oracles.oracle_named("question")
+    assert oracle.prefer("Which one do you mean?\n", PROSE) == 1
+    assert oracle.prefer("Why? Because.", "Sure?") == -1, "only the last character counts"
+    assert oracle.prefer("Sure.", PROSE) == 0
+
+
+def test_keyword_prefers_the_answer_containing_it_case_insensitively():
+    oracle = oracles.oracle_named("keyword: Python ")
+    assert oracle.name == "keyword:Python"
+    assert oracle.prefer("Use python.", PROSE) == 1
+    assert oracle.prefer(PROSE, "PYTHON!") == -1
+    assert oracle.prefer("Python.", "Python, Python and more Python.") == 0
+
+
+def test_the_length_blind_oracles_ignore_length_entirely():
+    for name in ("list", "question", "keyword:box"):
+        oracle = oracles.oracle_named(name)
+        for a, b in (("a", "a much longer answer"), ("a much longer answer", "a")):
+            assert oracle.prefer(a, b) == 0, name
+
+
+@pytest.mark.parametrize("name", ["kinder", "no-phrase", "no-phrase:", "no-phrase:  ", "keyword", "keyword: "])
 def test_unknown_or_incomplete_names_are_refused_clearly(name):
     with pytest.raises(ValueError, match="oracle"):
         oracles.oracle_named(name)
@@ -94,5 +140,24 @@ def test_compare_counts_wins_losses_and_ties_per_prompt():
     )
     assert (result.wins, result.losses, result.ties, result.prompts) == (2, 1, 1, 4)
     assert result.win_rate == pytest.approx(2 / 3)
+    assert result.win_rate_ci is not None
     assert result.score == pytest.approx(2.5 / 4)
     assert result.candidate_mean_chars == pytest.approx(7 / 4)
+    assert result.length_controlled is None, "three verdicts are too few to control for length"
+
+
+def test_compare_of_a_length_oracle_controls_for_length():
+    # The candidate is usually the shorter, and the oracle prefers the shorter: its plain rate is all length.
+    lengths = [(c, b) for c in range(5, 45, 3) for b in range(20, 60, 4) if c != b]
+    result = oracles.oracle_compare(
+        oracle=oracles.Shorter(),
+        candidate="new",
+        candidate_texts=["x" * c for c, _ in lengths],
+        baseline="base",
+        baseline_texts=["x" * b for _, b in lengths],
+        bootstrap=50,
+    )
+    assert result.length_controlled is not None
+    assert result.win_rate is not None
+    assert result.win_rate > 0.75
+    assert result.length_controlled.win_rate == pytest.approx(0.5, abs=0.1)

@@ -6,11 +6,17 @@ from pathlib import Path
 import pytest
 from django.test import override_settings
 
+from annotate.filters import JudgementFilter
 from annotate.models import Comparison, Completion
 from tests.annotate.factories import PromptFactory
 from tests.training.factories import judged_preferences
-from training import services
+from training import selectors, services
+from training.engine_settings import train_spec
+from training.evaluation import HELDOUT_MIN_PAIRS, heldout_indices
 from training.models import GenerationRun, ModelVersion, RunStatus, TrainingRun
+
+# Jobs go to a Redis database of this test process: another test run's worker must not take them.
+pytestmark = pytest.mark.usefixtures("private_queues")
 
 FAST = {
     "optimizer": "adamw",
@@ -23,6 +29,8 @@ FAST = {
     "max_prompt_length": 64,
     "save_every": 1,
 }
+# The schedule left to the engine, with a rate that moves the tiny model within a few steps.
+AUTO_FAST = {"lr": 1e-3, "max_length": 128, "max_prompt_length": 64}
 
 
 def _status(run):
@@ -40,11 +48,54 @@ def test_a_run_goes_queued_running_succeeded_with_metrics_and_a_new_version(tiny
     assert run.status == RunStatus.SUCCEEDED, run.traceback or worker.output()
     assert run.dataset_rows == 6
     assert run.judgements.count() == 6
-    steps = list(run.metrics.values_list("step", flat=True))
+    steps = list(run.metrics.filter(split="train").values_list("step", flat=True))
     assert steps == list(range(1, 7)), "a metrics row for every optimiser step (6 pairs / 2 x 2 epochs)"
     assert {"loss", "rewards/accuracies", "rewards/margins"} <= set(run.metrics.last().values)
     version = ModelVersion.objects.get(trained_by=run)
     assert (version.parent, version.name) == (tiny_version, f"tiny+dpo{run.pk}")
+
+
+def test_a_run_takes_the_steps_its_preview_promised_and_is_measured_on_its_held_out_pairs(
+    tiny_version, worker, wait_for
+):
+    judged_preferences(24)
+    promised = selectors.training_schedule_preview(judgement_filter=JudgementFilter(), hyperparameters=AUTO_FAST)
+    run = services.training_run_start(base_version=tiny_version, hyperparameters=AUTO_FAST)
+    worker.start(burst=True)
+    wait_for(lambda: _status(run) in (RunStatus.SUCCEEDED, RunStatus.FAILED), what="the run to end")
+    assert run.status == RunStatus.SUCCEEDED, run.traceback or worker.output()
+    total = promised.schedule["total_steps"]
+    assert (run.dataset_rows, run.heldout_rows) == (promised.training_pairs, promised.heldout) == (20, 4)
+    assert (run.progress_step, run.schedule["total_steps"]) == (total, total)
+    assert f"total_steps={total}" in run.log_tail, "the log repeats the resolved schedule"
+    assert list(run.metrics.filter(split="train").values_list("step", flat=True)) == list(range(1, total + 1))
+    evaluated = list(run.metrics.filter(split="eval").values_list("step", flat=True))
+    assert evaluated[0] == 0
+    assert evaluated[-1] == total
+    assert run.eval_after["eval/rewards/accuracies"] > 0.6
+    assert run.learned is True, run.verdict
+    assert run.verdict.startswith("It learned: held-out accuracy")
+
+
+def test_a_run_whose_held_out_pairs_contradict_its_training_pairs_did_not_learn_and_holds_its_round_back(
+    tiny_version, worker, wait_for
+):
+    # The held-out rows prefer the answer every training row rejects: the better the run learns its
+    # training pairs, the lower its held-out accuracy.
+    held = heldout_indices(HELDOUT_MIN_PAIRS, seed=train_spec("seed").default)
+    judged_preferences(HELDOUT_MIN_PAIRS, reversed_at=held)
+    PromptFactory()
+    train_run, gen_run = services.next_round_start(base_version=tiny_version, hyperparameters=AUTO_FAST)
+    worker.start(burst=True)
+    wait_for(lambda: _status(train_run) in (RunStatus.SUCCEEDED, RunStatus.FAILED), what="the run to end")
+    assert train_run.status == RunStatus.SUCCEEDED, train_run.traceback or worker.output()
+    assert train_run.heldout_rows == len(held)
+    assert train_run.learned is False
+    assert train_run.verdict.startswith("It did not learn: held-out accuracy")
+    produced = ModelVersion.objects.get(trained_by=train_run)
+    gen_run.refresh_from_db()
+    assert (gen_run.status, gen_run.error) == (RunStatus.CANCELLED, train_run.verdict)
+    assert not Completion.objects.filter(model_version=produced).exists()
 
 
 def test_the_dataset_is_frozen_with_its_hash_and_rows(tiny_version, worker, wait_for):
@@ -81,22 +132,26 @@ def test_a_queued_run_cancels_at_once(tiny_version, worker):
 @override_settings(DUET_HEARTBEAT_TIMEOUT=3)
 def test_a_killed_worker_is_detected_and_the_run_resumes_from_its_checkpoint(tiny_version, worker, wait_for):
     judged_preferences(8)
-    run = services.training_run_start(base_version=tiny_version, hyperparameters={**FAST, "batch_size": 1, "epochs": 8})
+    # No per-step log lines: the log's tail must still hold the line that says where the resume started.
+    hyperparameters = {**FAST, "batch_size": 1, "epochs": 8, "log_every": 1000}
+    run = services.training_run_start(base_version=tiny_version, hyperparameters=hyperparameters)
     worker.start()
     wait_for(lambda: run.refresh_from_db() or run.progress_step >= 3, what="three steps")
     worker.kill()
     wait_for(lambda: services.runs_reap_stale() or _status(run) == RunStatus.FAILED, timeout=30, what="the reaper")
     assert _status(run) == RunStatus.FAILED
     assert "stopped answering" in run.error
-    checkpointed = run.progress_step
+    checkpointed = selectors.newest_checkpoint_step(run.out_dir)
+    assert checkpointed is not None
+    assert checkpointed >= 3
 
     services.training_run_resume(run=run)
     worker.start(burst=True)
     wait_for(lambda: _status(run) in (RunStatus.SUCCEEDED, RunStatus.FAILED), timeout=300, what="the resumed run")
     assert run.status == RunStatus.SUCCEEDED, run.traceback
-    steps = list(run.metrics.values_list("step", flat=True))
+    assert f"at step {checkpointed}/{run.progress_total}" in run.log_tail, "it continued from its checkpoint"
+    steps = list(run.metrics.filter(split="train").values_list("step", flat=True))
     assert steps == list(range(1, run.progress_total + 1)), "the resumed curve continues without a gap"
-    assert checkpointed >= 3
     assert run.resumed_count == 1
 
 

@@ -7,11 +7,13 @@ import xml.etree.ElementTree as ET
 
 import pytest
 from django.test import Client, override_settings
+from django.utils.html import escape
 
 from annotate.models import Judgement
 from tests.annotate.factories import StaffFactory, UserFactory
 from tests.training.factories import judged_preferences
 from training import services
+from training.charts import format_number
 from training.models import GenerationRun, ModelVersion, RunStatus, TrainingMetric, TrainingRun
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("private_queues")]
@@ -46,12 +48,12 @@ def _start_form(version: ModelVersion, **changes: object) -> dict[str, object]:
         "loss": "sigmoid",
         "beta": "0.1",
         "label_smoothing": "0",
-        "optimizer": "rmsprop",
-        "lr": "1e-06",
-        "warmup_steps": "150",
-        "batch_size": "8",
-        "grad_accum": "8",
-        "epochs": "1",
+        "optimizer": "",
+        "lr": "",
+        "warmup_steps": "",
+        "batch_size": "",
+        "grad_accum": "",
+        "epochs": "",
         "max_length": "512",
         "max_prompt_length": "256",
         "lora_r": "0",
@@ -60,6 +62,7 @@ def _start_form(version: ModelVersion, **changes: object) -> dict[str, object]:
         "max_grad_norm": "10",
         "seed": "42",
         "save_every": "0",
+        "save_every_minutes": "5",
     }
     data.update(changes)
     return data
@@ -134,12 +137,36 @@ def test_staff_see_training_and_models_in_the_nav(staff_client: Client) -> None:
 def test_the_start_form_is_prefilled_with_the_papers_defaults(staff_client: Client, version: ModelVersion) -> None:
     page = _text(staff_client.get("/training/runs/new/"))
     assert re.search(r'<option value="sigmoid" selected>', page)
-    assert re.search(r'<option value="rmsprop" selected>', page)
-    for name, value in (("beta", "0.1"), ("lr", "1e-06"), ("warmup_steps", "150"), ("lora_r", "0")):
+    for name, value in (("beta", "0.1"), ("max_length", "512"), ("lora_r", "0")):
         assert re.search(rf'name="{name}" value="{re.escape(value)}"', page), name
-    assert re.search(r'name="batch_size" value="8"', page)
-    assert re.search(r'name="grad_accum" value="8"', page)
-    assert "warm-up is scaled to 10% of the steps" in page
+
+
+@pytest.mark.parametrize("name", ["lr", "warmup_steps", "epochs", "batch_size", "grad_accum"])
+def test_the_schedule_fields_start_empty_as_auto(staff_client: Client, version: ModelVersion, name: str) -> None:
+    page = _text(staff_client.get("/training/runs/new/"))
+    field = re.search(rf'<input [^>]*name="{name}"[^>]*>', page)
+    assert field is not None
+    assert 'placeholder="auto"' in field.group(0)
+    assert "value=" not in field.group(0)
+
+
+def test_the_optimiser_starts_at_auto(staff_client: Client, version: ModelVersion) -> None:
+    page = _text(staff_client.get("/training/runs/new/"))
+    assert re.search(r'<select name="optimizer"[^>]*>\s*<option value="" selected>auto</option>', page)
+
+
+def test_a_run_started_with_the_auto_fields_empty_stores_none_of_them(
+    staff_client: Client, version: ModelVersion
+) -> None:
+    staff_client.post("/training/runs/new/", _start_form(version))
+    assert TrainingRun.objects.get().hyperparameters == {}
+
+
+def test_a_filled_schedule_field_is_stored_even_at_the_papers_value(
+    staff_client: Client, version: ModelVersion
+) -> None:
+    staff_client.post("/training/runs/new/", _start_form(version, optimizer="rmsprop", epochs="1"))
+    assert TrainingRun.objects.get().hyperparameters == {"optimizer": "rmsprop", "epochs": 1}
 
 
 def test_the_start_form_offers_every_registered_loss(staff_client: Client, version: ModelVersion) -> None:
@@ -186,6 +213,7 @@ def test_the_run_keeps_the_data_filters_of_the_form(staff_client: Client, versio
         "min_agreement": 0.75,
         "exclude_annotators": ["bot", "ann"],
         "exclude_sources": ["bot", "ann"],
+        "include_evaluation": False,
     }
 
 
@@ -203,6 +231,74 @@ def test_a_value_that_is_not_a_number_is_shown_on_its_field(staff_client: Client
     assert response.status_code == 400
     assert "Enter a number." in _text(response)
     assert TrainingRun.objects.count() == 0
+
+
+# The schedule preview -------------------------------------------------------------------
+
+
+def _preview(client: Client, version: ModelVersion, **changes: object) -> str:
+    return _text(client.get("/training/runs/new/preview/", _start_form(version, **changes), headers=HTMX))
+
+
+def _fact(page: str, testid: str) -> str:
+    found = re.search(rf'data-testid="{testid}">(.*?)</dd>', page)
+    assert found is not None, testid
+    return found.group(1)
+
+
+@pytest.mark.parametrize(("decided", "held"), [(12, 0), (30, 4), (60, 6)])
+def test_the_preview_counts_the_pairs_holds_out_a_share_and_shows_the_engines_schedule(
+    staff_client: Client, version: ModelVersion, decided: int, held: int
+) -> None:
+    from dpo_engine.config import resolve_schedule
+
+    judged_preferences(decided)
+    page = _preview(staff_client, version)
+    schedule = resolve_schedule(pairs=decided - held)
+    assert (_fact(page, "preview-decided"), _fact(page, "preview-heldout")) == (str(decided), str(held or "none"))
+    assert _fact(page, "preview-pairs") == str(decided - held)
+    assert _fact(page, "schedule-steps") == str(schedule.total_steps)
+    assert _fact(page, "schedule-batch").startswith(f"{schedule.effective_batch} pairs")
+    assert escape(schedule.notes[0]) in page
+
+
+def test_the_preview_says_when_too_few_pairs_leave_none_held_out(staff_client: Client, version: ModelVersion) -> None:
+    judged_preferences(5)
+    assert 'data-testid="preview-no-heldout"' in _preview(staff_client, version)
+
+
+def test_a_field_filled_in_wins_over_the_engines_choice(staff_client: Client, version: ModelVersion) -> None:
+    judged_preferences(12)
+    page = _preview(staff_client, version, epochs="5", batch_size="3", grad_accum="1")
+    assert _fact(page, "schedule-steps") == str(5 * 4)
+
+
+def test_the_preview_follows_the_judgement_filter(staff_client: Client, version: ModelVersion) -> None:
+    judged_preferences(12)
+    judge = Judgement.objects.first().annotator.username
+    assert _fact(_preview(staff_client, version, exclude_annotators=f"{judge}, nobody"), "preview-decided") == "0"
+
+
+def test_the_preview_without_pairs_says_the_run_would_have_nothing_to_train_on(
+    staff_client: Client, version: ModelVersion
+) -> None:
+    assert "the run would have nothing to train on" in _preview(staff_client, version)
+
+
+def test_the_preview_shows_why_the_settings_would_be_refused(staff_client: Client, version: ModelVersion) -> None:
+    judged_preferences(2)
+    page = _preview(staff_client, version, max_prompt_length="512")
+    assert "must be below --max-length" in page
+    assert 'data-testid="schedule"' not in page
+
+
+def test_the_start_form_shows_the_preview_and_redraws_it_on_every_change(
+    staff_client: Client, version: ModelVersion
+) -> None:
+    judged_preferences(3)
+    page = _text(staff_client.get("/training/runs/new/"))
+    assert re.search(r'hx-get="/training/runs/new/preview/" hx-trigger="change" hx-target="#schedule-preview"', page)
+    assert _fact(page, "preview-pairs") == "3"
 
 
 @override_settings(RQ_QUEUES=REDIS_DOWN)
@@ -348,10 +444,108 @@ def test_a_failed_run_shows_its_error_and_traceback(staff_client: Client, versio
 def test_the_run_page_lists_every_setting_and_marks_the_changed_ones(
     staff_client: Client, version: ModelVersion
 ) -> None:
-    run = TrainingRun.objects.create(base_version=version, hyperparameters={"beta": 0.5})
+    run = TrainingRun.objects.create(base_version=version, hyperparameters={"beta": 0.5, "epochs": 2})
     page = _text(staff_client.get(f"/training/runs/{run.pk}/"))
     assert re.search(r'<tr class="changed">\s*<th scope="row"><code>beta</code></th>', page)
-    assert re.search(r"<tr>\s*<th scope=\"row\"><code>lr</code></th>\s*<td><strong>1e-6</strong>", page)
+    assert re.search(r"<code>epochs</code></th>\s*<td><strong>2</strong> <span [^>]*>\(default auto\)", page)
+    assert re.search(r"<tr>\s*<th scope=\"row\"><code>max_grad_norm</code></th>\s*<td><strong>10</strong>", page)
+    assert re.search(r"<code>lr</code></th>\s*<td><strong>auto</strong> <span[^>]*>\(resolved when the run", page)
+
+
+def test_held_out_evaluations_are_drawn_beside_the_training_curves(staff_client: Client, version: ModelVersion) -> None:
+    run = _run_with_metrics(version, steps=4)
+    for step, accuracy in ((0, 0.0), (2, 0.5), (4, 1.0)):
+        values = {"eval/rewards/accuracies": accuracy, "eval/rewards/margins": 0.1 * step, "eval/loss": 0.7}
+        TrainingMetric.objects.create(run=run, split="eval", step=step, values=values)
+    charts = _charts(_text(staff_client.get(f"/training/runs/{run.pk}/")))
+    ns = "{http://www.w3.org/2000/svg}"
+    for key in ("accuracy", "margin", "loss"):
+        series = {g.get("data-label"): g.find(f"{ns}path") for g in charts[key].iter(f"{ns}g") if g.get("data-label")}
+        assert set(series) == {"training", "held-out"}, key
+        assert len(re.findall(r"[ML]", series["held-out"].get("d", ""))) == 3, key
+
+
+def test_the_latest_metrics_are_the_last_training_step_not_an_evaluation(
+    staff_client: Client, version: ModelVersion
+) -> None:
+    run = _run_with_metrics(version, steps=4)
+    TrainingMetric.objects.create(run=run, split="eval", step=5, values={"eval/loss": 9.5})
+    page = _text(staff_client.get(f"/training/runs/{run.pk}/"))
+    latest = re.search(r'aria-label="Latest metrics">(.*?)</section>', page, re.S)
+    assert latest is not None
+    assert "4 logged steps" in page
+    assert "0.61" in latest.group(1)
+    assert "9.5" not in latest.group(1)
+
+
+def test_the_run_page_shows_held_out_scores_before_and_after(staff_client: Client, version: ModelVersion) -> None:
+    run = TrainingRun.objects.create(
+        base_version=version,
+        status=RunStatus.SUCCEEDED,
+        eval_before={"eval/rewards/accuracies": 0.0, "eval/rewards/margins": 0.0, "eval/loss": 0.6931},
+        eval_after={"eval/rewards/accuracies": 0.75, "eval/rewards/margins": 0.42, "eval/loss": 0.51},
+    )
+    page = _text(staff_client.get(f"/training/runs/{run.pk}/"))
+    table = re.search(r'data-testid="eval-table">(.*?)</table>', page, re.S)
+    assert table is not None
+    cells = [re.sub(r"<[^>]+>", "", row) for row in re.findall(r"<tr>(.*?)</tr>", table.group(1))]
+    assert cells == ["MetricBeforeAfter", "Held-out accuracy0%75%", "Held-out margin00.42", "Held-out loss0.6930.51"]
+
+
+def test_the_run_page_and_log_repeat_the_resolved_schedule(staff_client: Client, version: ModelVersion) -> None:
+    from dpo_engine.config import resolve_schedule
+
+    schedule = resolve_schedule(pairs=36).to_json()
+    run = TrainingRun.objects.create(base_version=version, status=RunStatus.RUNNING, schedule=schedule)
+    page = _text(staff_client.get(f"/training/runs/{run.pk}/"))
+    assert _fact(page, "schedule-steps") == str(schedule["total_steps"])
+    lr = format_number(schedule["lr"])
+    assert re.search(rf'<code>lr</code></th>\s*<td><strong>{lr}</strong> <span class="muted small">\(auto\)', page)
+
+
+def test_a_run_that_did_not_learn_says_why_and_offers_its_round_anyway(
+    staff_client: Client, version: ModelVersion
+) -> None:
+    run = TrainingRun.objects.create(
+        base_version=version, status=RunStatus.SUCCEEDED, learned=False, verdict="It did not learn: 25% is low."
+    )
+    ModelVersion.objects.create(name="tiny-base+dpo3", path="/runs/final", parent=version, trained_by=run)
+    page = _text(staff_client.get(f"/training/runs/{run.pk}/"))
+    assert '<span class="badge badge-did-not-learn" data-testid="did-not-learn"' in page
+    assert "It did not learn: 25% is low." in page
+    assert 'data-testid="generate-anyway">Generate the round anyway</button>' in page
+
+
+def test_a_run_that_learned_offers_no_round_anyway(staff_client: Client, version: ModelVersion) -> None:
+    run = TrainingRun.objects.create(
+        base_version=version, status=RunStatus.SUCCEEDED, learned=True, verdict="It learned: 90%."
+    )
+    ModelVersion.objects.create(name="tiny-base+dpo4", path="/runs/final", parent=version, trained_by=run)
+    page = _text(staff_client.get(f"/training/runs/{run.pk}/"))
+    assert "It learned: 90%." in page
+    assert 'data-testid="did-not-learn"' not in page
+    assert 'data-testid="generate-anyway"' not in page
+
+
+def test_the_runs_list_marks_a_run_that_did_not_learn(staff_client: Client, version: ModelVersion) -> None:
+    TrainingRun.objects.create(base_version=version, status=RunStatus.SUCCEEDED, learned=False, verdict="low")
+    assert 'data-testid="did-not-learn"' in _text(staff_client.get("/training/"))
+
+
+# The job is enqueued when the run's transaction commits: a real commit is needed.
+@pytest.mark.django_db(transaction=True)
+def test_generate_anyway_queues_the_produced_version_against_its_parent(
+    staff_client: Client, version: ModelVersion
+) -> None:
+    run = TrainingRun.objects.create(base_version=version, status=RunStatus.SUCCEEDED, learned=False, verdict="low")
+    produced = ModelVersion.objects.create(name="tiny-base+dpo5", path="/runs/final", parent=version, trained_by=run)
+    response = staff_client.post(f"/training/runs/{run.pk}/generate-anyway/")
+    gen_run = GenerationRun.objects.get()
+    assert response["Location"] == f"/training/generations/{gen_run.pk}/"
+    assert (gen_run.model_version, gen_run.pairing, gen_run.status) == (produced, "parent", RunStatus.QUEUED)
+    assert gen_run.rq_job_id
+    page = _text(staff_client.get(f"/training/runs/{run.pk}/"))
+    assert 'data-testid="generate-anyway"' not in page, "one round at a time"
 
 
 # Cancel and resume ----------------------------------------------------------------------
@@ -392,6 +586,35 @@ def test_resume_queues_a_cancelled_run_again(
     assert response.status_code == 302
     assert (run.status, run.resumed_count, run.error) == (RunStatus.QUEUED, 1, "")
     assert run.rq_job_id
+
+
+def test_generate_anyway_refuses_a_run_that_learned(staff_client: Client, version: ModelVersion) -> None:
+    run = TrainingRun.objects.create(base_version=version, status=RunStatus.SUCCEEDED, learned=True, verdict="ok")
+    ModelVersion.objects.create(name="tiny-base+dpo6", path="/runs/final", parent=version, trained_by=run)
+    response = staff_client.post(f"/training/runs/{run.pk}/generate-anyway/", follow=True)
+    assert "Round not started: only a finished run that did not learn holds its round back" in _text(response)
+    assert GenerationRun.objects.count() == 0
+
+
+def test_a_run_without_a_checkpoint_on_disk_offers_to_restart_from_step_0(
+    staff_client: Client, version: ModelVersion, tmp_path
+) -> None:
+    run = TrainingRun.objects.create(base_version=version, status=RunStatus.FAILED, out_dir=str(tmp_path / "run"))
+    page = _text(staff_client.get(f"/training/runs/{run.pk}/"))
+    assert 'data-testid="resume">Restart from step 0</button>' in page
+
+
+def test_a_run_with_checkpoints_offers_to_resume_from_the_newest(
+    staff_client: Client, version: ModelVersion, tmp_path
+) -> None:
+    for step in (3, 6):
+        folder = tmp_path / "run" / "checkpoints" / f"step-{step:08d}"
+        folder.mkdir(parents=True)
+        (folder / "state.json").write_text(f'{{"step": {step}}}')
+    (tmp_path / "run" / "checkpoints" / ".tmp-step-00000009").mkdir()
+    run = TrainingRun.objects.create(base_version=version, status=RunStatus.CANCELLED, out_dir=str(tmp_path / "run"))
+    page = _text(staff_client.get(f"/training/runs/{run.pk}/"))
+    assert 'data-testid="resume">Resume from checkpoint (step 6)</button>' in page
 
 
 @override_settings(RQ_QUEUES=REDIS_DOWN)

@@ -16,6 +16,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from annotate.filters import JudgementFilter
+from annotate.models import Purpose
 from training.engine_settings import generation_settings_check, training_config_check
 from training.models import GenerationRun, ModelVersion, RunStatus, TrainingRun
 from training.services.queueing import GPU_QUEUE, enqueue_after_commit, queue_check
@@ -36,6 +37,8 @@ def training_run_start(
     """Queue a DPO run on the judgements the filter keeps; the worker freezes them into a dataset first."""
     from training import jobs
 
+    if judgement_filter is not None and judgement_filter.include_evaluation:
+        raise ValueError("evaluation judgements measure a model and are never trained on")
     hyperparameters = training_config_check(hyperparameters)
     queue_check(name=GPU_QUEUE)
     with transaction.atomic():
@@ -64,7 +67,7 @@ def training_run_cancel(*, run: TrainingRun | GenerationRun) -> None:
 
 
 def training_run_resume(*, run: TrainingRun) -> TrainingRun:
-    """Queue a failed or cancelled run again; it continues from its newest checkpoint."""
+    """Queue a failed or cancelled run again; it continues from its newest checkpoint, or from step 0 without one."""
     from training import jobs
 
     if run.status not in (RunStatus.FAILED, RunStatus.CANCELLED):
@@ -97,6 +100,7 @@ def generation_run_start(
     max_new_tokens: int | None = None,
     seed: int | None = None,
     max_prompts: int | None = None,
+    purpose: str = Purpose.TRAINING,
     user: User | None = None,
     after_training: TrainingRun | None = None,
 ) -> GenerationRun:
@@ -116,14 +120,15 @@ def generation_run_start(
     chosen = generation_settings_check({name: value for name, value in given.items() if value is not None})
     _generation_choice_check(
         prompts=prompts, since=since, tag=tag, pairing=pairing, n=chosen["n"], has_parent=has_parent,
-        version=model_version,
+        version=model_version, purpose=purpose,
     )
     if after_training is None:
         queue_check(name=GPU_QUEUE)
     with transaction.atomic():
         run = GenerationRun.objects.create(
             model_version=model_version, prompts=prompts, since=since, tag=tag, pairing=pairing,
-            max_prompts=max_prompts, round=model_version.depth, created_by=user, after_training=after_training,
+            max_prompts=max_prompts, purpose=purpose, round=model_version.depth, created_by=user,
+            after_training=after_training,
             **chosen,
         )
         if after_training is None:
@@ -132,8 +137,14 @@ def generation_run_start(
 
 
 def _generation_choice_check(
-    *, prompts: str, since: Any, tag: str, pairing: str, n: int, has_parent: bool, version: ModelVersion
+    *, prompts: str, since: Any, tag: str, pairing: str, n: int, has_parent: bool, version: ModelVersion, purpose: str
 ) -> None:
+    if purpose not in Purpose.values:
+        raise ValueError(f"purpose must be one of {', '.join(Purpose.values)}")
+    if purpose != Purpose.EVALUATION and prompts == GenerationRun.Prompts.TAG and tag == settings.DUET_EVAL_TAG:
+        raise ValueError(f"prompts tagged {tag!r} are kept for evaluation rounds: a training round cannot use them")
+    if purpose == Purpose.EVALUATION and pairing != GenerationRun.Pairing.PARENT:
+        raise ValueError("an evaluation round compares a version with its parent: it needs pairing against the parent")
     if prompts not in GenerationRun.Prompts.values:
         raise ValueError(f"prompts must be one of {', '.join(GenerationRun.Prompts.values)}")
     if pairing not in GenerationRun.Pairing.values:
@@ -178,6 +189,28 @@ def next_round_start(
             **options,
         )
     return train_run, gen_run
+
+
+# What a held-back round kept of its settings, for the round started anyway in its place.
+_ROUND_SETTINGS = ("prompts", "since", "tag", "n", "temperature", "top_p", "max_new_tokens", "seed", "max_prompts")
+
+
+def generation_run_start_anyway(*, run: TrainingRun, user: User | None = None) -> GenerationRun:
+    """Generate the round a run that did not learn held back: its version against its parent.
+
+    It takes the settings of the chained round that was cancelled, where there was one, else the next
+    round's (one sample per prompt against the parent).
+    """
+    if run.status != RunStatus.SUCCEEDED or run.learned is not False:
+        raise RunStateError(f"only a finished run that did not learn holds its round back; {run} did not")
+    version = ModelVersion.objects.filter(trained_by=run).first()
+    if version is None:
+        raise RunStateError(f"{run} registered no model version")
+    if GenerationRun.objects.filter(model_version=version, status__in=(RunStatus.QUEUED, RunStatus.RUNNING)).exists():
+        raise RunStateError(f"a round of {version.name} is already queued or running")
+    held = run.next_generation.filter(status=RunStatus.CANCELLED).order_by("-id").first()
+    options: dict[str, Any] = {"n": 1} if held is None else {name: getattr(held, name) for name in _ROUND_SETTINGS}
+    return generation_run_start(model_version=version, pairing=GenerationRun.Pairing.PARENT, user=user, **options)
 
 
 def runs_reap_stale() -> int:

@@ -33,8 +33,12 @@ def default_model_version() -> ModelVersion:
 
 
 def latest_model_version() -> ModelVersion:
-    """The newest version made by training, else the default (which this may create)."""
-    return ModelVersion.objects.exclude(trained_by=None).order_by("-id").first() or default_model_version()
+    """The newest version made by a run that learned, else the default (which this may create).
+
+    A run that did not learn still registers its version, but the loop does not build on it.
+    """
+    trained = ModelVersion.objects.exclude(trained_by=None).exclude(trained_by__learned=False)
+    return trained.order_by("-id").first() or default_model_version()
 
 
 def trained_version_name(*, base: ModelVersion, run: TrainingRun) -> str:

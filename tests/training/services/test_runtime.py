@@ -66,3 +66,26 @@ def test_a_checkpoint_stores_the_curve_up_to_its_step(run):
         _step(reporter, step)
     reporter.callbacks().on_checkpoint(3, None)
     assert TrainingMetric.objects.filter(run=run).count() == 3
+
+
+def test_held_out_evaluations_are_stored_beside_the_training_step_of_the_same_number(run):
+    reporter = StepReporter(run, interval=3600)
+    reporter.on_metrics({"step": 0, "split": "eval", "eval/rewards/accuracies": 0.0, "eval/loss": 0.69})
+    _step(reporter, 1)
+    reporter.on_metrics({"step": 1, "split": "eval", "eval/rewards/accuracies": 0.75, "eval/loss": 0.6})
+    reporter.flush()
+    stored = {(m.split, m.step): m.values for m in TrainingMetric.objects.filter(run=run)}
+    assert set(stored) == {("eval", 0), ("train", 1), ("eval", 1)}
+    assert stored[("eval", 1)] == {"step": 1, "eval/rewards/accuracies": 0.75, "eval/loss": 0.6}
+    assert stored[("train", 1)]["loss"] == 0.5
+
+
+def test_the_schedule_is_stored_with_its_step_count_before_the_first_step(run):
+    reporter = StepReporter(run, interval=3600)
+    reporter.callbacks().on_schedule(
+        {"pairs": 36, "regime": "small-data", "optimizer": "adamw", "lr": 5e-6, "warmup_steps": 2, "epochs": 3,
+         "batch_size": 4, "grad_accum": 1, "effective_batch": 4, "steps_per_epoch": 9, "total_steps": 27,
+         "world_size": 1, "notes": ["36 pairs < 2000: small-data schedule"]}
+    )
+    run.refresh_from_db()
+    assert (run.schedule["total_steps"], run.schedule["regime"], run.progress_total) == (27, "small-data", 27)

@@ -12,6 +12,7 @@ from annotate.filters import JudgementFilter
 from annotate.models import Comparison, Judgement
 from tests.annotate.factories import UserFactory
 from tests.training.factories import judged_preferences
+from training.evaluation import HELDOUT_MIN, HELDOUT_MIN_PAIRS, heldout_indices
 from training.models import TrainingRun
 from training.services.worker.training_job import dataset_freeze
 
@@ -53,14 +54,42 @@ def test_judgements_imported_from_an_excluded_file_are_not_among_the_run_s_judge
     assert run.judgements.count() == len(PAIRS)
 
 
-def test_the_run_records_exactly_the_judgements_its_file_was_built_from(tiny_version, tmp_path):
-    judged_preferences(2)
+def _rows(path) -> list[dict]:  # type: ignore[no-untyped-def]
+    return [json.loads(line) for line in path.open(encoding="utf-8")]
+
+
+def test_the_run_records_exactly_the_judgements_its_files_were_built_from(tiny_version, tmp_path):
+    judged_preferences(HELDOUT_MIN_PAIRS)
     _import_judged("pairs.jsonl")
     run = _run(tiny_version, tmp_path, JudgementFilter())
     dataset_freeze(run=run)
-    rows = [json.loads(line) for line in (tmp_path / "run" / "dataset.jsonl").open(encoding="utf-8")]
-    in_file = set(
+    rows = _rows(tmp_path / "run" / "dataset.jsonl") + _rows(tmp_path / "run" / "heldout.jsonl")
+    in_files = set(
         Judgement.objects.filter(comparison_id__in=[r["comparison_id"] for r in rows]).values_list("id", flat=True)
     )
-    assert set(run.judgements.values_list("id", flat=True)) == in_file
-    assert len(rows) == run.dataset_rows == 5
+    assert set(run.judgements.values_list("id", flat=True)) == in_files
+    assert len(rows) == run.dataset_rows + run.heldout_rows == HELDOUT_MIN_PAIRS + len(PAIRS)
+
+
+@pytest.mark.parametrize(("pairs", "held"), [(HELDOUT_MIN_PAIRS - 1, 0), (HELDOUT_MIN_PAIRS, HELDOUT_MIN), (50, 5)])
+def test_freezing_holds_out_a_tenth_of_the_pairs_at_least_four_and_none_below_twenty(
+    tiny_version, tmp_path, pairs, held
+):
+    judged_preferences(pairs)
+    run = _run(tiny_version, tmp_path, JudgementFilter())
+    dataset_freeze(run=run)
+    assert (run.dataset_rows, run.heldout_rows) == (pairs - held, held)
+    assert len(_rows(tmp_path / "run" / "dataset.jsonl")) == pairs - held
+    assert (tmp_path / "run" / "heldout.jsonl").exists() == bool(held)
+    assert run.heldout_path == (str(tmp_path / "run" / "heldout.jsonl") if held else "")
+
+
+def test_the_held_out_pairs_are_the_seeded_choice_and_never_trained_on(tiny_version, tmp_path):
+    comparisons = judged_preferences(30)
+    run = _run(tiny_version, tmp_path, JudgementFilter())
+    run.hyperparameters = {"seed": 7}
+    dataset_freeze(run=run)
+    held = {r["comparison_id"] for r in _rows(tmp_path / "run" / "heldout.jsonl")}
+    trained = {r["comparison_id"] for r in _rows(tmp_path / "run" / "dataset.jsonl")}
+    assert held == {comparisons[i].id for i in heldout_indices(30, seed=7)}
+    assert not held & trained

@@ -1,4 +1,12 @@
-"""Run the loop unattended with a scripted annotator: judge → train → generate the next round → evaluate."""
+"""Run the loop unattended with a scripted annotator: judge → train → generate the next round → evaluate.
+
+Training uses the product's defaults: hyper-parameters left unset resolve against the round's data size in
+the engine, as a run started from the web does; ``--hyperparameters`` overrides them. Each round the new
+version is evaluated the product's way too: an evaluation round (never trained on) pairs it with its parent
+on the held-out prompts, the oracle judges it, and the report reads the same head-to-head the leaderboard
+shows; the new version's held-out answers are also scored against the baseline. Both come as plain and
+length-controlled win rates with mean lengths, since an oracle like ``shorter`` is pleased by length alone.
+"""
 
 from __future__ import annotations
 
@@ -17,31 +25,19 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import F
 
 from annotate import services as annotate_services
+from annotate.filters import JudgementFilter
 from annotate.formats import ImportFileError
-from annotate.models import Comparison
+from annotate.models import Comparison, Prompt, Purpose
 from config.database_url import current_database_url
 from training import oracles, services
 from training.engine_settings import training_config_check
+from training.head_to_head import evaluations_vs_parent
 from training.leaderboard import leaderboard
+from training.management.commands._reports import held_out_summary, leaderboard_report
 from training.models import GenerationRun, ModelVersion, RunStatus, TrainingRun
+from training.selectors import first_completions
 
 PROMPTS_FILE = Path(__file__).resolve().parents[2] / "demo" / "oracle_prompts.jsonl"
-
-# The DPO paper's settings (RMSprop, lr 1e-6, batch 64, 150 warm-up steps) are made for tens of thousands of
-# pairs; on 64 pairs they take one optimiser step and leave the model where it was. These move a 135M model
-# measurably on 64 pairs a round (see the report in the commit that added them); --hyperparameters overrides.
-SIMULATION_HYPERPARAMETERS: dict[str, Any] = {
-    "optimizer": "adamw",
-    "lr": 5e-6,
-    "warmup_steps": 0,
-    "epochs": 3,
-    "batch_size": 8,
-    "grad_accum": 1,
-    "beta": 0.1,
-    "max_length": 384,
-    "max_prompt_length": 128,
-}
-
 
 @dataclass
 class RoundTimes:
@@ -62,8 +58,9 @@ class Command(BaseCommand):
     help = (
         "Simulate rounds of the loop with a scripted annotator (an oracle): it judges the open comparisons on "
         "the training prompts, the newest version is trained on them and generates the next round against its "
-        "parent, and the oracle scores the new version against the base on held-out prompts. Needs a worker "
-        "(manage.py rqworker gpu default) on the same database and Redis, or --worker to start one."
+        "parent, and an evaluation round on held-out prompts measures the new version against its parent and "
+        "the baseline (plain and length-controlled win rates). Needs a worker (manage.py rqworker gpu default) "
+        "on the same database and Redis, or --worker to start one."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -87,7 +84,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--hyperparameters",
             default="{}",
-            help=f"JSON of TrainConfig fields over the simulation's own: {json.dumps(SIMULATION_HYPERPARAMETERS)}",
+            help="JSON of TrainConfig fields; those left out resolve against each round's data, as in the product",
         )
         parser.add_argument(
             "--worker", action="store_true", help="start a burst worker (manage.py rqworker gpu default) as needed"
@@ -100,7 +97,7 @@ class Command(BaseCommand):
             overrides = json.loads(options["hyperparameters"])
             if not isinstance(overrides, dict):
                 raise ValueError("--hyperparameters must be a JSON object")
-            hyperparameters = training_config_check({**SIMULATION_HYPERPARAMETERS, **overrides})
+            hyperparameters = training_config_check(overrides)
         except (ValueError, json.JSONDecodeError) as exc:
             raise CommandError(str(exc)) from exc
         if options["pairs"] < 1 or options["rounds"] < 1 or options["eval_prompts"] < 1:
@@ -124,36 +121,49 @@ class Command(BaseCommand):
             f"baseline {baseline.name}; {options['pairs']} pairs a round; eval on {len(eval_prompts)} "
             f"{options['eval_tag']} prompts; hyper-parameters {json.dumps(hyperparameters)}"
         )
-        baseline_texts: list[str] | None = None
+        self.sampled: dict[int, list[str]] = {}
         # A background job ignores SIGINT; make SIGTERM unwind too, so the worker started here is stopped.
         previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
         try:
             for number in range(1, options["rounds"] + 1):
-                times = RoundTimes()
-                label = f"round {number}"
-                started = time.monotonic()
-                if self._open_count(oracle) == 0:
-                    self._seed_round(current, times, label)
-                current = self._one_round(oracle, current, hyperparameters, times, label, number)
-                tick = time.monotonic()
-                if baseline_texts is None:
-                    baseline_texts = oracles.sample_texts(baseline, eval_prompts, sampling)
-                candidate_texts = oracles.sample_texts(current, eval_prompts, sampling)
-                result = oracles.oracle_compare(
-                    oracle=oracle,
-                    candidate=current.name,
-                    candidate_texts=candidate_texts,
-                    baseline=baseline.name,
-                    baseline_texts=baseline_texts,
-                )
-                times.eval = time.monotonic() - tick
-                self._report(label, result, times, time.monotonic() - started)
+                current = self._round(oracle, current, baseline, hyperparameters, number, eval_prompts, sampling)
         finally:
             self._stop_worker()
             signal.signal(signal.SIGTERM, previous)
-        self._print_leaderboard()
+        self.stdout.write(leaderboard_report(leaderboard()))
 
     # Steps ------------------------------------------------------------------------------
+
+    def _round(
+        self,
+        oracle: oracles.Oracle,
+        current: ModelVersion,
+        baseline: ModelVersion,
+        hyperparameters: dict[str, Any],
+        number: int,
+        eval_prompts: list[Prompt],
+        sampling: oracles.Sampling,
+    ) -> ModelVersion:
+        """Judge, train, queue the next round; then measure the new version on the held-out prompts."""
+        times = RoundTimes()
+        label = f"round {number}"
+        started = time.monotonic()
+        if self._open_count(oracle) == 0:
+            self._seed_round(current, times, label)
+        new_version = self._one_round(oracle, current, hyperparameters, times, label, number)
+        tick = time.monotonic()
+        vs_parent = self._evaluation_round(oracle, new_version, eval_prompts, label)
+        vs_baseline = oracles.oracle_compare(
+            oracle=oracle,
+            candidate=new_version.name,
+            candidate_texts=self._texts(new_version, eval_prompts, sampling),
+            baseline=baseline.name,
+            baseline_texts=self._texts(baseline, eval_prompts, sampling),
+            seed=self.options["seed"],
+        )
+        times.eval = time.monotonic() - tick
+        self._report(label, {"parent": vs_parent, "baseline": vs_baseline}, times, time.monotonic() - started)
+        return new_version
 
     def _import_prompts(self, path: Path) -> None:
         if not path.exists():
@@ -245,7 +255,11 @@ class Command(BaseCommand):
             f"{label}: trained {new_version.name} on {train_run.dataset_rows} pairs, "
             f"{train_run.progress_step} steps, in {times.train:.1f} s "
             f"(the run itself {times.run_seconds['train']:.1f} s)"
+            + (f"; {train_run.verdict}" if train_run.verdict else "")
         )
+        if train_run.learned is False:
+            self.stdout.write(f"{label}: the next round's pairs were not generated; the next round starts afresh")
+            return new_version
 
         tick = time.monotonic()
         self._start_worker()
@@ -259,39 +273,64 @@ class Command(BaseCommand):
         )
         return new_version
 
-    def _report(self, label: str, result: oracles.EvalResult, times: RoundTimes, total: float) -> None:
-        rate = f"{100 * result.win_rate:.1f}%" if result.win_rate is not None else "n/a"
-        score = f"{100 * result.score:.1f}%" if result.score is not None else "n/a"
-        self.stdout.write(
-            f"{label}: eval on {result.prompts} held-out prompts, {result.candidate} vs {result.baseline}: "
-            f"{result.wins} wins, {result.losses} losses, {result.ties} ties; win rate {rate} "
-            f"(ties as half: {score}); mean length {result.candidate_mean_chars:.0f} vs "
-            f"{result.baseline_mean_chars:.0f} chars"
+    def _evaluation_round(
+        self, oracle: oracles.Oracle, version: ModelVersion, prompts: list[Prompt], label: str
+    ) -> oracles.EvalResult | None:
+        """Pair ``version`` with its parent on the held-out prompts as ``evaluate_round`` does; the oracle judges.
+
+        The result is the head-to-head the leaderboard shows; None when the round opened no comparison
+        (every answer the same as the parent's).
+        """
+        options = {**self._generation_options(0), "tag": self.options["eval_tag"], "max_prompts": len(prompts)}
+        try:
+            run = services.generation_run_start(
+                model_version=version, pairing=GenerationRun.Pairing.PARENT, purpose=Purpose.EVALUATION, **options
+            )
+        except (services.QueueUnavailable, ValueError) as exc:
+            raise CommandError(str(exc)) from exc
+        self._start_worker()
+        run = self._wait(GenerationRun, run.pk, f"{label}: evaluation round {run.pk}")
+        if run.comparisons_created:
+            oracles.oracle_judge_open(
+                oracle=oracle, limit=run.comparisons_created, tag=self.options["eval_tag"], seed=self.options["seed"]
+            )
+        judge = oracles.oracle_username(oracle)
+        found = evaluations_vs_parent(judgement_filter=JudgementFilter(), seed=self.options["seed"]).get(version.pk, [])
+        head = next((h for h in found if h.judge == judge), None)
+        if head is None or version.parent is None:
+            return None
+        return oracles.EvalResult(
+            candidate=version.name,
+            baseline=version.parent.name,
+            wins=head.record.wins,
+            losses=head.record.losses,
+            ties=head.record.ties,
+            candidate_mean_chars=head.mean_chars,
+            baseline_mean_chars=head.parent_mean_chars,
+            length_controlled=head.length_controlled,
         )
+
+    def _texts(self, version: ModelVersion, prompts: list[Prompt], sampling: oracles.Sampling) -> list[str]:
+        """``version``'s held-out answers: those its evaluation rounds stored, else sampled here (once)."""
+        stored = first_completions(version=version, prompts=prompts)
+        if all(p.id in stored for p in prompts):
+            return [stored[p.id].text for p in prompts]
+        if version.pk not in self.sampled:
+            self.sampled[version.pk] = oracles.sample_texts(version, prompts, sampling)
+        return self.sampled[version.pk]
+
+    def _report(
+        self, label: str, results: dict[str, oracles.EvalResult | None], times: RoundTimes, total: float
+    ) -> None:
+        for against, result in results.items():
+            line = held_out_summary(result) if result is not None else "no comparisons (the same answers as the parent)"
+            self.stdout.write(f"{label}: held-out vs {against}: {line}")
         seed = f"first pairs {times.seed_generate:.1f} s, " if times.seed_generate else ""
         self.stdout.write(
             f"{label}: wall time {seed}judge {times.judge:.1f} s, train {times.train:.1f} s, "
             f"generate {times.generate:.1f} s, eval {times.eval:.1f} s; "
             f"loop (judge+train+generate) {times.loop:.1f} s; total {total:.1f} s"
         )
-
-    def _print_leaderboard(self) -> None:
-        board = leaderboard()
-        self.stdout.write(f"leaderboard ({board.judgements} judgements between versions; {board.ties_note}):")
-        for row in board.standings:
-            if row.rating is None:
-                self.stdout.write(f"  -  {row.name}: not rated")
-                continue
-            parent = ""
-            record = row.vs_parent
-            if record is not None and record.win_rate is not None:
-                parent = (
-                    f"; vs {row.parent_name}: {record.wins} wins, {record.losses} losses, {record.ties} ties "
-                    f"({100 * record.win_rate:.0f}% of decisive)"
-                )
-            self.stdout.write(
-                f"  {row.rank}. {row.name}: {row.rating:.0f} [{row.ci_low:.0f}, {row.ci_high:.0f}]{parent}"
-            )
 
     # Runs and the worker ----------------------------------------------------------------
 
@@ -342,3 +381,4 @@ class Command(BaseCommand):
                 self.worker.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 continue
+

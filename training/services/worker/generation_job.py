@@ -80,7 +80,9 @@ def _generate(run: GenerationRun) -> tuple[int, int, int]:
             pairs.extend((existing[prompt.id], c) for c in stored)
         else:
             pairs.extend(zip(stored[0::2], stored[1::2], strict=False))
-    comparisons = annotate_services.comparisons_create(pairs=pairs, source=f"generation-{run.pk}")
+    comparisons = annotate_services.comparisons_create(
+        pairs=pairs, source=f"generation-{run.pk}", purpose=run.purpose
+    )
     return created, comparisons, total
 
 

@@ -72,21 +72,30 @@ class StepReporter:
     transaction whose ``UPDATE … RETURNING`` also reads the cancel flag back; when steps are
     faster than ``DUET_PROGRESS_SECONDS`` the writes are throttled to that interval, so a
     cancel is seen within it. A checkpoint flushes too, so the stored curve reaches the step a
-    resume starts from; ``flush`` also writes whatever is left when the run ends.
+    resume starts from; ``flush`` also writes whatever is left when the run ends. The resolved schedule
+    is written once, when the engine reports it before its first step.
     """
 
     def __init__(self, run: TrainingRun, *, interval: float | None = None) -> None:
         self.run = run
         self.interval = settings.DUET_PROGRESS_SECONDS if interval is None else interval
-        self.metrics: dict[int, dict[str, float]] = {}
+        self.metrics: dict[tuple[str, int], dict[str, float]] = {}
         self.progress: tuple[int, int, float | None] | None = None
         self.log_dirty = False
         self.cancel_requested = False
         self.last_write = time.monotonic()
 
     def on_metrics(self, metrics: dict[str, Any]) -> None:
+        """Buffer a training step's metrics, or a held-out evaluation's (``"split": "eval"``)."""
+        split = TrainingMetric.Split.EVAL if metrics.get("split") == "eval" else TrainingMetric.Split.TRAIN
         clean = {k: v for k, v in metrics.items() if isinstance(v, int | float) and v == v}
-        self.metrics[int(metrics["step"])] = clean
+        self.metrics[(split, int(metrics["step"]))] = clean
+
+    def on_schedule(self, schedule: dict[str, Any]) -> None:
+        """Store what the engine resolved against the data, before its first step (the engine logs it too)."""
+        self.run.schedule = schedule
+        self.run.progress_total = int(schedule.get("total_steps") or self.run.progress_total)
+        TrainingRun.objects.filter(pk=self.run.pk).update(schedule=schedule, progress_total=self.run.progress_total)
 
     def on_progress(self, step: int, total: int, eta: float | None) -> None:
         self.progress = (step, total, eta)
@@ -106,9 +115,12 @@ class StepReporter:
         with transaction.atomic():
             if self.metrics:
                 TrainingMetric.objects.bulk_create(
-                    [TrainingMetric(run=self.run, step=step, values=values) for step, values in self.metrics.items()],
+                    [
+                        TrainingMetric(run=self.run, split=split, step=step, values=values)
+                        for (split, step), values in self.metrics.items()
+                    ],
                     update_conflicts=True,
-                    unique_fields=["run", "step"],
+                    unique_fields=["run", "split", "step"],
                     update_fields=["values"],
                 )
             self.cancel_requested = self._run_update()
@@ -133,9 +145,11 @@ class StepReporter:
 
         return TrainCallbacks(
             on_metrics=self.on_metrics,
+            on_schedule=self.on_schedule,
             on_progress=self.on_progress,
             should_stop=self.should_stop,
             on_log=self.on_log,
             # A resume starts from the newest checkpoint: the curve up to it must be stored by then.
             on_checkpoint=lambda step, path: self.flush(),
         )
+

@@ -8,20 +8,24 @@ from pathlib import Path
 from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 
 from annotate import services as annotate_services
 from annotate.filters import JudgementFilter
-from training.models import RunStatus, TrainingRun
+from training.engine_settings import train_spec
+from training.evaluation import HELDOUT_MIN_PAIRS, MARGIN_TAIL_STEPS, Verdict, heldout_indices, learning_verdict
+from training.models import GenerationRun, RunStatus, TrainingMetric, TrainingRun
 from training.services.versions import model_version_register, trained_version_name
 from training.services.worker.generation_job import follow_up_generations
 from training.services.worker.runtime import StepReporter, heartbeat, run_claim, run_finish, run_log_append
 
-# Warm-up as a share of the steps when the data is too small for the configured warm-up.
-SMALL_DATA_WARMUP_SHARE = 0.1
-
 
 def training_run_execute(*, run_id: int) -> None:
-    """Freeze the run's data, train, and register the version it made (or record why not)."""
+    """Freeze the run's data, train, and register the version it made (or record why not).
+
+    A run that did not learn still registers its version, but the round chained to it is cancelled
+    with the verdict: its samples would be the parent's, judged again.
+    """
     if not run_claim(model=TrainingRun, run_id=run_id):
         return
     run = TrainingRun.objects.select_related("base_version").get(pk=run_id)
@@ -32,6 +36,7 @@ def training_run_execute(*, run_id: int) -> None:
             run_finish(run=run, status=RunStatus.CANCELLED, error="cancelled from the page")
             follow_up_generations(run=run, version=None)
             return
+        verdict = _verdict(run, result)
         with transaction.atomic():
             version = model_version_register(
                 name=trained_version_name(base=run.base_version, run=run),
@@ -45,9 +50,15 @@ def training_run_execute(*, run_id: int) -> None:
                 eval_before=result.eval_before,
                 eval_after=result.eval_after,
                 progress_step=result.steps,
+                learned=verdict.learned,
+                verdict=verdict.sentence,
             )
-            follow_up_generations(run=run, version=version)
+            if verdict.learned:
+                follow_up_generations(run=run, version=version)
+            else:
+                _chained_rounds_hold(run=run, reason=verdict.sentence)
         run_log_append(run=run, line=f"registered model version {version.name}")
+        run_log_append(run=run, line=verdict.sentence)
     except Exception as exc:
         run_finish(run=run, status=RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}",
                    traceback=traceback.format_exc())
@@ -60,17 +71,16 @@ def _train(run: TrainingRun) -> Any:
 
     if not run.dataset_path or not Path(run.dataset_path).exists():
         dataset_freeze(run=run)
+        run_log_append(run=run, line=_heldout_note(run))
     if run.dataset_rows == 0:
         raise ValueError("there are no decided comparisons to train on: judge some pairs first")
-    used, note = small_data_schedule(run.hyperparameters, run.dataset_rows)
-    if note:
-        run_log_append(run=run, line=note)
     config = TrainConfig(
         data=run.dataset_path,
+        eval_data=run.heldout_path or None,
         model=run.base_version.path,
         out=run.out_dir,
         resume=(Path(run.out_dir) / "checkpoints").exists(),
-        **used,
+        **run.hyperparameters,
     )
     config.validate()
     reporter = StepReporter(run)
@@ -80,42 +90,60 @@ def _train(run: TrainingRun) -> Any:
         reporter.flush()
 
 
-def dataset_freeze(*, run: TrainingRun) -> None:
-    """Export the run's judgements once into its folder; record the file, its hash, rows and judgements.
+def _heldout_note(run: TrainingRun) -> str:
+    total = run.dataset_rows + run.heldout_rows
+    if run.heldout_rows:
+        return (f"held out {run.heldout_rows} of {total} pairs to measure the run on; training on "
+                f"{run.dataset_rows}")
+    return (f"no held-out pairs: {total} pairs are fewer than {HELDOUT_MIN_PAIRS}, so whether the run learned is "
+            "judged by its training margin")
 
-    The judgements recorded are the ones the export itself used, so the run's list cannot drift
-    from its file.
+
+def _verdict(run: TrainingRun, result: Any) -> Verdict:
+    """The verdict on a finished run, from its held-out scores or the margins of its last stored steps."""
+    newest = run.metrics.filter(split=TrainingMetric.Split.TRAIN).order_by("-step")[:MARGIN_TAIL_STEPS]
+    margins = [m.values.get("rewards/margins") for m in reversed(newest)]
+    return learning_verdict(
+        eval_after=result.eval_after,
+        heldout_rows=run.heldout_rows,
+        train_margins=[m for m in margins if isinstance(m, int | float)],
+    )
+
+
+def _chained_rounds_hold(*, run: TrainingRun, reason: str) -> None:
+    """Cancel the rounds waiting for ``run``, saying why; the run page offers to start one anyway."""
+    GenerationRun.objects.filter(after_training=run, status=RunStatus.QUEUED).update(
+        status=RunStatus.CANCELLED, finished_at=timezone.now(), error=reason
+    )
+
+
+def dataset_freeze(*, run: TrainingRun) -> None:
+    """Export the run's judgements once into its folder, hold out a seeded share, and record both files.
+
+    ``dataset.jsonl`` gets the training pairs (its hash and rows are recorded), ``heldout.jsonl`` the
+    held-out ones. The judgements recorded are the ones the export itself used, for both files, so the
+    run's list cannot drift from what it trained and was measured on.
     """
-    path = Path(run.out_dir) / "dataset.jsonl"
+    out = Path(run.out_dir)
+    staging = out / ".export.jsonl"
     result = annotate_services.export_preferences(
-        path=path,
+        path=staging,
         fmt="jsonl",
         conversational=True,
         judgement_filter=JudgementFilter.from_json(run.dataset_filters),
     )
+    lines = staging.read_text(encoding="utf-8").splitlines(keepends=True)
+    held = set(heldout_indices(len(lines), seed=run.hyperparameters.get("seed", train_spec("seed").default)))
+    path, heldout = out / "dataset.jsonl", out / "heldout.jsonl"
+    path.write_text("".join(line for i, line in enumerate(lines) if i not in held), encoding="utf-8")
+    if held:
+        heldout.write_text("".join(lines[i] for i in sorted(held)), encoding="utf-8")
+    staging.unlink()
     run.dataset_path = str(path)
-    run.dataset_rows = result.rows
+    run.dataset_rows = len(lines) - len(held)
     run.dataset_sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
-    run.save(update_fields=["dataset_path", "dataset_rows", "dataset_sha256"])
+    run.heldout_path = str(heldout) if held else ""
+    run.heldout_rows = len(held)
+    run.save(update_fields=["dataset_path", "dataset_rows", "dataset_sha256", "heldout_path", "heldout_rows"])
     run.judgements.set(result.judgement_ids)
-
-
-def small_data_schedule(hyperparameters: dict[str, Any], rows: int) -> tuple[dict[str, Any], str]:
-    """The paper's batch of 64 and 150 warm-up steps assume thousands of pairs; scale them to a small set.
-
-    Returns the settings actually used and a note saying what was scaled (shown on the run page).
-    """
-    from dpo_engine.config import TrainConfig
-
-    used = dict(hyperparameters)
-    defaults = TrainConfig(data="-")
-    batch = used.get("batch_size", defaults.batch_size) * used.get("grad_accum", defaults.grad_accum)
-    epochs = used.get("epochs", defaults.epochs)
-    steps = max(1, rows // batch) * epochs
-    warmup = used.get("warmup_steps", defaults.warmup_steps)
-    notes = []
-    if warmup >= steps:
-        used["warmup_steps"] = max(1, int(steps * SMALL_DATA_WARMUP_SHARE))
-        notes.append(f"warm-up scaled from {warmup} to {used['warmup_steps']} steps (10% of {steps})")
-    return used, "; ".join(notes)
 

@@ -1,0 +1,58 @@
+"""Queue an evaluation round: a version against its parent on the held-out prompts, judged but never trained on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from annotate.models import Purpose
+from training import services
+from training.management.commands._runs import add_sampling_arguments, sampling_options, version_named, wait
+from training.models import GenerationRun
+from training.oracles import held_out_prompts
+
+
+class Command(BaseCommand):
+    help = (
+        "Queue an evaluation round (a worker samples it: manage.py rqworker gpu): the version answers the "
+        "prompts tagged DUET_EVAL_TAG, each answer paired with its parent's. The comparisons join the "
+        "annotators' queue; their judgements are never trained on, and the leaderboard shows the version's "
+        "win rate against its parent from them, plain and length-controlled. --wait waits until it ends."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--model", default=None, help="model version (default: the newest)")
+        parser.add_argument(
+            "--prompts", type=int, default=None, help="at most this many held-out prompts, oldest first (default: all)"
+        )
+        add_sampling_arguments(parser)
+        parser.add_argument("--wait", action="store_true", help="wait until the round ends")
+
+    def handle(self, *args: object, **options: Any) -> None:
+        tag = settings.DUET_EVAL_TAG
+        version = version_named(options["model"], services.latest_model_version)
+        if version.parent_id is None:
+            raise CommandError(f"{version.name} has no parent version: an evaluation round compares a version with it")
+        if options["prompts"] is not None and options["prompts"] < 1:
+            raise CommandError("--prompts must be at least 1")
+        if not held_out_prompts(tag=tag, limit=1):
+            raise CommandError(f"no prompts are tagged {tag!r} (DUET_EVAL_TAG): tag held-out prompts on import")
+        try:
+            run = services.generation_run_start(
+                model_version=version,
+                prompts=GenerationRun.Prompts.TAG,
+                tag=tag,
+                pairing=GenerationRun.Pairing.PARENT,
+                purpose=Purpose.EVALUATION,
+                max_prompts=options["prompts"],
+                **sampling_options(options),
+            )
+        except (services.QueueUnavailable, ValueError) as exc:
+            raise CommandError(str(exc)) from exc
+        label = f"evaluation round {run.pk}"
+        self.stdout.write(f"{label} queued: {version.name} against its parent on the {tag!r} prompts")
+        if options["wait"]:
+            done = wait(lambda: services.generation_run_observe(run_id=run.pk), self.stdout, label)
+            self.stdout.write(f"{done.comparisons_created} evaluation comparisons in the queue")  # type: ignore[attr-defined]
