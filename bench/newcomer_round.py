@@ -123,7 +123,8 @@ def _report(run_id: int, train_seconds: float) -> None:
     client.force_login(User.objects.get(username="newcomer-admin"))
     page = client.get(f"/training/runs/{run.pk}/").content.decode()
     accuracy = run.eval_after.get("eval/rewards/accuracies")
-    shown = accuracy is not None and f"{accuracy:.2f}" in page
+    table = page[page.find('data-testid="eval-table"'):]
+    shown = accuracy is not None and 'data-testid="eval-table"' in page and f"{accuracy * 100:.0f}%" in table
     print(f"  run page shows the held-out accuracy after training ({accuracy}): {shown}")
 
 
