@@ -141,14 +141,16 @@ def _lineage(run: GenerationRun, version: ModelVersion, index: int, sample: Any)
     }
 
 
-def follow_up_generations(*, run: TrainingRun, version: ModelVersion | None) -> None:
-    """Start (or, without a new version, cancel) the generation rounds chained to ``run``."""
+def follow_up_generations(*, run: TrainingRun, version: ModelVersion | None, reason: str = "") -> None:
+    """Start the generation rounds chained to ``run`` with ``version``; without one, cancel them for ``reason``."""
     from training import jobs
 
     waiting = GenerationRun.objects.filter(after_training=run, status=RunStatus.QUEUED)
     if version is None:
         waiting.update(
-            status=RunStatus.CANCELLED, finished_at=timezone.now(), error=f"its training run {run.pk} did not finish"
+            status=RunStatus.CANCELLED,
+            finished_at=timezone.now(),
+            error=reason or f"its training run {run.pk} did not finish",
         )
         return
     for gen_run in waiting:

@@ -8,13 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from django.db import transaction
-from django.utils import timezone
 
 from annotate import services as annotate_services
 from annotate.filters import JudgementFilter
 from training.engine_settings import train_spec
 from training.evaluation import HELDOUT_MIN_PAIRS, MARGIN_TAIL_STEPS, Verdict, heldout_indices, learning_verdict
-from training.models import GenerationRun, RunStatus, TrainingMetric, TrainingRun
+from training.models import RunStatus, TrainingMetric, TrainingRun
 from training.services.versions import model_version_register, trained_version_name
 from training.services.worker.generation_job import follow_up_generations
 from training.services.worker.runtime import StepReporter, heartbeat, run_claim, run_finish, run_log_append
@@ -56,7 +55,7 @@ def training_run_execute(*, run_id: int) -> None:
             if verdict.learned:
                 follow_up_generations(run=run, version=version)
             else:
-                _chained_rounds_hold(run=run, reason=verdict.sentence)
+                follow_up_generations(run=run, version=None, reason=verdict.sentence)
         run_log_append(run=run, line=f"registered model version {version.name}")
         run_log_append(run=run, line=verdict.sentence)
     except Exception as exc:
@@ -107,13 +106,6 @@ def _verdict(run: TrainingRun, result: Any) -> Verdict:
         eval_after=result.eval_after,
         heldout_rows=run.heldout_rows,
         train_margins=[m for m in margins if isinstance(m, int | float)],
-    )
-
-
-def _chained_rounds_hold(*, run: TrainingRun, reason: str) -> None:
-    """Cancel the rounds waiting for ``run``, saying why; the run page offers to start one anyway."""
-    GenerationRun.objects.filter(after_training=run, status=RunStatus.QUEUED).update(
-        status=RunStatus.CANCELLED, finished_at=timezone.now(), error=reason
     )
 
 
