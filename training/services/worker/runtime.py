@@ -81,7 +81,6 @@ class StepReporter:
         self.interval = settings.DUET_PROGRESS_SECONDS if interval is None else interval
         self.metrics: dict[tuple[str, int], dict[str, float]] = {}
         self.progress: tuple[int, int, float | None] | None = None
-        self.log_dirty = False
         self.cancel_requested = False
         self.last_write = time.monotonic()
 
@@ -102,7 +101,6 @@ class StepReporter:
 
     def on_log(self, line: str) -> None:
         self.run.log_tail = log_tail_append(self.run.log_tail, line)
-        self.log_dirty = True
 
     def should_stop(self) -> bool:
         if time.monotonic() - self.last_write >= self.interval:
@@ -125,7 +123,6 @@ class StepReporter:
                 )
             self.cancel_requested = self._run_update()
         self.metrics.clear()
-        self.log_dirty = False
 
     def _run_update(self) -> bool:
         step, total, eta = self.progress or (self.run.progress_step, self.run.progress_total, self.run.eta_seconds)
