@@ -276,3 +276,10 @@ def annotation_stats() -> AnnotationStats:
         agreement_pairs=total_pairs,
         annotators=annotators,
     )
+
+
+def prompts_tagged(*, tag: str, limit: int | None = None) -> list[Prompt]:
+    """The prompts tagged ``tag``, oldest first, at most ``limit`` of them."""
+    # JSON containment is not portable to SQLite, and tags are short lists: filter here.
+    chosen = [p for p in Prompt.objects.order_by("id") if tag in (p.tags or [])]
+    return chosen[:limit] if limit is not None else chosen

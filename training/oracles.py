@@ -40,6 +40,7 @@ from django.db.models import F
 
 from annotate import services as annotate_services
 from annotate.models import Comparison, Judgement, Prompt
+from annotate.selectors import prompts_tagged
 from training.engine_settings import sampling_default
 from training.models import ModelVersion
 from training.win_rates import BOOTSTRAP_SAMPLES, LengthControlled, length_controlled_win_rate, wilson_interval
@@ -252,9 +253,7 @@ class EvalResult:
 
 def held_out_prompts(*, tag: str, limit: int) -> list[Prompt]:
     """The first ``limit`` prompts (by id) tagged ``tag``."""
-    # JSON containment is not portable to SQLite, and tags are short lists: filter here.
-    chosen = [p for p in Prompt.objects.order_by("id") if tag in (p.tags or [])]
-    return chosen[:limit]
+    return prompts_tagged(tag=tag, limit=limit)
 
 
 def sample_texts(version: ModelVersion, prompts: Sequence[Prompt], sampling: Sampling) -> list[str]:

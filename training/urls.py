@@ -18,5 +18,8 @@ urlpatterns = [
     path("models/", views.versions_page, name="versions"),
     path("models/<int:version_id>/", views.version_page, name="version"),
     path("models/<int:version_id>/next-round/", views.version_next_round, name="version_next_round"),
+    path(
+        "models/<int:version_id>/evaluation-round/", views.version_evaluation_round, name="version_evaluation_round"
+    ),
     path("leaderboard/", views.leaderboard_page, name="leaderboard"),
 ]

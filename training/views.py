@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.http import HttpResponse, HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
@@ -226,6 +227,7 @@ def _render_version(
         "form": form or GenerationRunForm(version=detail.version),
         "section": "models",
         "flashes": _messages(request),
+        "eval_tag": settings.DUET_EVAL_TAG,
     }
     return render(request, "training/version.html", context, status=status)
 
@@ -266,6 +268,22 @@ def version_next_round(request: AuthedRequest, version_id: int) -> HttpResponseB
         request, f"Next round: {train_run} is queued, and {gen_run} follows with the version it produces."
     )
     return redirect("training:run", run_id=train_run.pk)
+
+
+@staff_required
+@require_POST
+def version_evaluation_round(request: AuthedRequest, version_id: int) -> HttpResponseBase:
+    """Queue the version's answers to the evaluation prompts, paired with its parent's, for people to judge."""
+    version = get_object_or_404(ModelVersion, pk=version_id)
+    try:
+        run = services.evaluation_round_start(model_version=version, user=request.user)
+    except (services.QueueUnavailable, ValueError) as exc:
+        messages.error(request, f"Evaluation round not started: {exc}")
+        return redirect("training:version", version_id=version.pk)
+    messages.success(
+        request, f"{run} is queued: {version.name} against its parent on the prompts kept for evaluation."
+    )
+    return redirect("training:generation", run_id=run.pk)
 
 
 # Leaderboard ----------------------------------------------------------------------------

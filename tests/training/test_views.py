@@ -763,6 +763,34 @@ def test_next_round_with_redis_down_says_so_and_creates_nothing(staff_client: Cl
     assert TrainingRun.objects.count() == GenerationRun.objects.count() == 0
 
 
+def test_a_child_versions_page_offers_an_evaluation_round(staff_client: Client, child: ModelVersion) -> None:
+    assert 'data-testid="evaluation-round"' in staff_client.get(f"/training/models/{child.pk}/").content.decode()
+
+
+def test_a_version_without_a_parent_offers_no_evaluation_round(staff_client: Client, version: ModelVersion) -> None:
+    assert 'data-testid="evaluation-round"' not in staff_client.get(f"/training/models/{version.pk}/").content.decode()
+
+
+def test_the_evaluation_round_button_queues_the_child_against_its_parent_on_the_eval_prompts(
+    staff_client: Client, child: ModelVersion
+) -> None:
+    from tests.annotate.factories import PromptFactory
+
+    PromptFactory(tags=["eval"])
+    response = staff_client.post(f"/training/models/{child.pk}/evaluation-round/")
+    run = GenerationRun.objects.get()
+    assert response["Location"] == f"/training/generations/{run.pk}/"
+    assert (run.model_version, run.purpose, run.pairing, run.tag) == (child, "evaluation", "parent", "eval")
+
+
+def test_the_evaluation_round_button_without_eval_prompts_says_so_and_queues_nothing(
+    staff_client: Client, child: ModelVersion
+) -> None:
+    response = staff_client.post(f"/training/models/{child.pk}/evaluation-round/", follow=True)
+    assert "no prompts are tagged" in _text(response)
+    assert not GenerationRun.objects.exists()
+
+
 # Leaderboard ----------------------------------------------------------------------------
 
 

@@ -7,11 +7,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from annotate.models import Purpose
 from training import services
 from training.management.commands._runs import add_sampling_arguments, sampling_options, version_named, wait
-from training.models import GenerationRun
-from training.oracles import held_out_prompts
 
 
 class Command(BaseCommand):
@@ -31,26 +28,14 @@ class Command(BaseCommand):
         parser.add_argument("--wait", action="store_true", help="wait until the round ends")
 
     def handle(self, *args: object, **options: Any) -> None:
-        tag = settings.DUET_EVAL_TAG
         version = version_named(options["model"], services.latest_model_version)
-        if version.parent_id is None:
-            raise CommandError(f"{version.name} has no parent version: an evaluation round compares a version with it")
-        if options["prompts"] is not None and options["prompts"] < 1:
-            raise CommandError("--prompts must be at least 1")
-        if not held_out_prompts(tag=tag, limit=1):
-            raise CommandError(f"no prompts are tagged {tag!r} (DUET_EVAL_TAG): tag held-out prompts on import")
         try:
-            run = services.generation_run_start(
-                model_version=version,
-                prompts=GenerationRun.Prompts.TAG,
-                tag=tag,
-                pairing=GenerationRun.Pairing.PARENT,
-                purpose=Purpose.EVALUATION,
-                max_prompts=options["prompts"],
-                **sampling_options(options),
+            run = services.evaluation_round_start(
+                model_version=version, max_prompts=options["prompts"], **sampling_options(options)
             )
         except (services.QueueUnavailable, ValueError) as exc:
             raise CommandError(str(exc)) from exc
+        tag = settings.DUET_EVAL_TAG
         label = f"evaluation round {run.pk}"
         self.stdout.write(f"{label} queued: {version.name} against its parent on the {tag!r} prompts")
         if options["wait"]:
