@@ -153,7 +153,7 @@ def test_a_conflict_shows_its_message_and_the_next_card(live_server, page: Page)
     page.wait_for_url(f"{live_server.url}/annotate/")
     page.evaluate("window.__marker = 'same page'")
     shown = _shown(page)
-    services.judgement_record(
+    services.judgement_record_scripted(
         annotator=UserFactory(username="quicker"),
         comparison_id=shown.comparison_id,
         left_id=shown.left_id,
