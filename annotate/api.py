@@ -5,15 +5,16 @@ from __future__ import annotations
 import tempfile
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from django.http import FileResponse, HttpRequest
-from ninja import File, Form, Router, Schema
+from ninja import Field, File, Form, Router, Schema
 from ninja.files import UploadedFile
 
 from annotate import services
 from annotate.filters import JudgementFilter
 from annotate.formats import ImportFileError
+from annotate.limits import ID_MAX
 from annotate.models import Judgement
 from config.auth import BearerToken, StaffBearerToken
 
@@ -37,10 +38,14 @@ class ComparisonOut(Schema):
     right: CompletionOut
 
 
+# An id the database can hold: a larger number is a 400 naming the field, not an overflow there.
+Id = Annotated[int, Field(ge=1, le=ID_MAX)]
+
+
 class JudgementIn(Schema):
-    comparison: int
-    left: int
-    right: int
+    comparison: Id
+    left: Id
+    right: Id
     choice: Literal["left", "right", "tie", "both_bad"]
     strength: Literal["slightly", "clearly", "much", ""] = ""
     reason: str = ""
@@ -101,11 +106,15 @@ def judgement_create(request: HttpRequest, payload: JudgementIn) -> Any:
     return 201, _judgement_out(judgement)
 
 
-@router.post("/judgements/undo", response={200: JudgementOut, 404: ErrorOut})
+@router.post("/judgements/undo", response={200: JudgementOut, 404: ErrorOut, 409: ErrorOut})
 def judgement_undo(request: HttpRequest) -> Any:
-    judgement = services.judgement_undo_last(annotator=request.user)  # type: ignore[arg-type]
+    """Take back your latest judgement, once: 200 with what was taken back; a retry is a 404."""
+    try:
+        judgement = services.judgement_undo_last(annotator=request.user)  # type: ignore[arg-type]
+    except services.JudgementConflict as exc:
+        return 409, {"detail": str(exc)}
     if judgement is None:
-        return 404, {"detail": "you have no judgement to undo"}
+        return 404, {"detail": "you have no judgement to undo: an undo takes back your latest one, once"}
     return 200, _judgement_out(judgement)
 
 

@@ -7,9 +7,10 @@ from typing import Any
 
 from django import forms
 from django.conf import settings
+from django.core.exceptions import ValidationError
 
 from annotate.filters import JudgementFilter, names_parse
-from annotate.limits import REASON_MAX_CHARS
+from annotate.limits import ID_MAX, REASON_MAX_CHARS, reason_problem
 from annotate.models import Judgement
 from annotate.services import EXPORT_FORMATS
 
@@ -21,17 +22,30 @@ EXPORT_FORMAT_LABELS = {
 }
 
 
+def _id_field() -> forms.IntegerField:
+    """A hidden id the database can hold: a larger number is a form error, not an overflow there."""
+    return forms.IntegerField(min_value=1, max_value=ID_MAX, widget=forms.HiddenInput)
+
+
+def _reason_validate(reason: str) -> None:
+    problem = reason_problem(reason)
+    if problem:
+        raise ValidationError(f"The reason {problem}.")
+
+
 class JudgementForm(forms.Form):
-    comparison_id = forms.IntegerField(min_value=1, widget=forms.HiddenInput)
-    left_id = forms.IntegerField(min_value=1, widget=forms.HiddenInput)
-    right_id = forms.IntegerField(min_value=1, widget=forms.HiddenInput)
+    comparison_id = _id_field()
+    left_id = _id_field()
+    right_id = _id_field()
     choice = forms.ChoiceField(choices=Judgement.Choice.choices)
     strength = forms.ChoiceField(choices=Judgement.Strength.choices, required=False)
-    reason = forms.CharField(max_length=REASON_MAX_CHARS, required=False, strip=True)
+    reason = forms.CharField(
+        max_length=REASON_MAX_CHARS, required=False, strip=True, validators=[_reason_validate]
+    )
 
 
 class SkipForm(forms.Form):
-    comparison_id = forms.IntegerField(min_value=1, widget=forms.HiddenInput)
+    comparison_id = _id_field()
 
 
 class ImportForm(forms.Form):

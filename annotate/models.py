@@ -111,7 +111,9 @@ class Assignment(models.Model):
     """One annotator's view of one comparison: the side order they saw, and a lease while open.
 
     A live lease (not judged, not skipped, not expired) holds one of the comparison's slots so
-    that ``k`` annotators at most work on it at once.
+    that ``k`` annotators at most work on it at once, and is the only thing a vote is accepted
+    for. An annotator has one open assignment at most (the database refuses a second), so no one
+    holds more than one slot of the whole queue.
     """
 
     comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="assignments")
@@ -122,20 +124,23 @@ class Assignment(models.Model):
     expires_at = models.DateTimeField()
     judged_at = models.DateTimeField(null=True, blank=True)
     skipped_at = models.DateTimeField(null=True, blank=True)
+    undone_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the annotator last took back their judgement of it."
+    )
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["comparison", "annotator"], name="assignment_once_per_annotator"),
+            models.UniqueConstraint(
+                fields=["annotator"],
+                condition=Q(judged_at__isnull=True, skipped_at__isnull=True),
+                name="assignment_one_open_per_annotator",
+            ),
         ]
         indexes = [
             models.Index(
                 fields=["comparison", "expires_at"],
                 name="assignment_live_idx",
-                condition=Q(judged_at__isnull=True, skipped_at__isnull=True),
-            ),
-            models.Index(
-                fields=["annotator", "expires_at"],
-                name="assignment_open_by_user_idx",
                 condition=Q(judged_at__isnull=True, skipped_at__isnull=True),
             ),
         ]
@@ -168,6 +173,9 @@ class Judgement(models.Model):
     strength = models.CharField(max_length=10, choices=Strength.choices, blank=True)
     reason = models.CharField(max_length=REASON_MAX_CHARS, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # Set by the training side when a run that trained on this judgement finishes: from then on
+    # the run's frozen list names it, so it can no longer be taken back.
+    trained_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["id"]

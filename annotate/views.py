@@ -122,7 +122,10 @@ def skip(request: AuthedRequest) -> HttpResponse:
 
 @require_POST
 def undo(request: AuthedRequest) -> HttpResponse:
-    undone = services.judgement_undo_last(annotator=request.user)
+    try:
+        undone = services.judgement_undo_last(annotator=request.user)
+    except services.JudgementConflict as exc:
+        return _after_action(request, message=f"Not undone: {exc}.", level="warning", status=409)
     if undone is None:
         return _after_action(request, message="Nothing to undo.", level="info")
     initial = {

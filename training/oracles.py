@@ -197,7 +197,7 @@ def oracle_judge_open(*, oracle: Oracle, limit: int, tag: str | None = None, see
             left, right = right, left
         choice = choice_of(oracle, left.text, right.text)
         try:
-            annotate_services.judgement_record(
+            annotate_services.judgement_record_scripted(
                 annotator=user, comparison_id=comparison.pk, left_id=left.pk, right_id=right.pk, choice=choice
             )
         except annotate_services.JudgementConflict:

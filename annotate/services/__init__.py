@@ -11,7 +11,9 @@ from annotate.services.judging import (
     JudgementConflict,
     JudgementInvalid,
     judgement_record,
+    judgement_record_scripted,
     judgement_undo_last,
+    judgements_mark_trained,
     vote_insert,
 )
 from annotate.services.queue import Card, CardSide, assignment_next, assignment_skip, lease_take
@@ -35,7 +37,9 @@ __all__ = [
     "export_download",
     "export_preferences",
     "judgement_record",
+    "judgement_record_scripted",
     "judgement_undo_last",
+    "judgements_mark_trained",
     "lease_take",
     "pairs_import",
     "prompts_import",

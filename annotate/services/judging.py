@@ -1,4 +1,4 @@
-"""Recording a person's judgement exactly once, and taking the latest one back.
+"""Recording a person's judgement exactly once, for what they were shown, and taking the latest one back.
 
 Both versions of the vote's write live here side by side, behind ``vote_insert``: one
 PostgreSQL statement, and its portable ORM twin for other databases.
@@ -7,6 +7,7 @@ PostgreSQL statement, and its portable ORM twin for other databases.
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
@@ -16,13 +17,13 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from annotate.limits import REASON_MAX_CHARS
+from annotate.limits import reason_problem
 from annotate.models import Assignment, Comparison, Judgement
-from annotate.services import _shared
+from annotate.services import _shared, queue
 
 
 class JudgementConflict(Exception):
-    """The annotator judged this comparison already, or it has all the judgements it wants."""
+    """The vote is not for the lease the annotator holds, or it came too late; or an undo is not allowed."""
 
 
 class JudgementInvalid(ValueError):
@@ -36,8 +37,9 @@ def _judgement_check(*, choice: str, strength: str, reason: str) -> None:
         raise JudgementInvalid(f"strength must be one of {', '.join(Judgement.Strength.values)}")
     if strength and choice not in (Judgement.Choice.LEFT, Judgement.Choice.RIGHT):
         raise JudgementInvalid("strength only applies when one side is better")
-    if len(reason) > REASON_MAX_CHARS:
-        raise JudgementInvalid(f"reason is longer than {REASON_MAX_CHARS} characters")
+    problem = reason_problem(reason)
+    if problem:
+        raise JudgementInvalid(f"reason {problem}")
 
 
 def judgement_record(
@@ -50,13 +52,16 @@ def judgement_record(
     strength: str = "",
     reason: str = "",
 ) -> Judgement:
-    """Record one person's judgement, exactly once.
+    """Record a person's judgement of the comparison leased to them, with the sides in the lease's order.
 
-    Locks: the comparison row, through the conditional UPDATE that takes one of its slots; the
-    unique (comparison, annotator) constraint turns a double submit into a conflict, and both
-    happen in one transaction (one statement on PostgreSQL) so a refused judgement leaves the
-    count as it was. Why a vote was refused is asked only after the refusal, so the usual vote
-    costs no extra query.
+    Anything else (another's comparison, one never shown, swapped sides, an expired, judged or
+    skipped lease) is a ``JudgementConflict`` and writes nothing.
+
+    Locks: the annotator's lease row and the comparison row, through the conditional UPDATEs
+    that close the one and take a slot of the other; the unique (comparison, annotator)
+    constraint turns a double submit into a conflict, and all of it happens in one transaction
+    (one statement on PostgreSQL) so a refused vote leaves lease and count as they were. Why a
+    vote was refused is asked only after the refusal, so the usual vote costs no extra query.
     """
     reason = reason.strip()
     _judgement_check(choice=choice, strength=strength, reason=reason)
@@ -77,51 +82,126 @@ def judgement_record(
     except IntegrityError as exc:
         raise JudgementConflict("you have already judged this comparison") from exc
     if not saved:
-        raise _judgement_refusal(annotator=annotator, comparison_id=comparison_id, left_id=left_id, right_id=right_id)
+        raise _judgement_refusal(judgement)
     return judgement
 
 
-def _judgement_refusal(*, annotator: User, comparison_id: int, left_id: int, right_id: int) -> Exception:
-    """Why no slot was free for this vote: a bad comparison or pair, a second vote, or a full comparison."""
-    pair = Comparison.objects.filter(id=comparison_id).values_list("completion_a_id", "completion_b_id").first()
-    if pair is None:
-        return JudgementInvalid(f"comparison {comparison_id} does not exist")
-    if {left_id, right_id} != set(pair):
-        return JudgementInvalid(f"left and right must be the two completions of comparison {comparison_id}")
-    if Judgement.objects.filter(comparison_id=comparison_id, annotator=annotator).exists():
+def judgement_record_scripted(
+    *,
+    annotator: User,
+    comparison_id: int,
+    left_id: int,
+    right_id: int,
+    choice: str,
+    strength: str = "",
+    reason: str = "",
+) -> Judgement:
+    """A judge that runs on the server (an oracle, a command, a test) shows itself a comparison and judges it.
+
+    It leases ``comparison_id`` to ``annotator`` with these sides (releasing any other open lease
+    of theirs, as a person's next card would) and records the vote through ``judgement_record``,
+    all in one transaction. No request reaches this: a person judges only what ``lease_take``
+    showed them. A comparison whose slots are judged or held by others' live leases is a conflict.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        # Locked first, so the room counted next (a fresh read) stays true until this commits.
+        locked = Comparison.objects.select_for_update().filter(id=comparison_id)
+        pair = locked.values_list("completion_a_id", "completion_b_id").first()
+        if pair is None or {left_id, right_id} != set(pair):
+            raise JudgementInvalid(f"left and right must be the two completions of comparison {comparison_id}")
+        mine = Assignment.objects.filter(annotator=annotator, judged_at__isnull=True, skipped_at__isnull=True)
+        mine.exclude(comparison_id=comparison_id).delete()
+        if not queue.lease_room(comparison_id=comparison_id, annotator=annotator, now=now):
+            raise JudgementConflict("this comparison has all the judgements it needs")
+        Assignment.objects.update_or_create(
+            comparison_id=comparison_id,
+            annotator=annotator,
+            defaults={
+                "left_id": left_id,
+                "right_id": right_id,
+                "judged_at": None,
+                "skipped_at": None,
+                "expires_at": now + timedelta(seconds=settings.DUET_LEASE_SECONDS),
+            },
+        )
+        return judgement_record(
+            annotator=annotator,
+            comparison_id=comparison_id,
+            left_id=left_id,
+            right_id=right_id,
+            choice=choice,
+            strength=strength,
+            reason=reason,
+        )
+
+
+def _judgement_refusal(judgement: Judgement) -> Exception:
+    """Why the vote found no live lease with these sides, or no free slot.
+
+    The message names nothing the annotator was not shown: a comparison without their lease is
+    refused the same way whether it exists or not.
+    """
+    comparison_id = judgement.comparison_id
+    lease = (
+        Assignment.objects.filter(comparison_id=comparison_id, annotator_id=judgement.annotator_id)
+        .values("left_id", "right_id", "expires_at", "judged_at", "skipped_at")
+        .first()
+    )
+    if lease is None:
+        return JudgementConflict(f"comparison {comparison_id} is not the one shown to you; ask for the next one")
+    if lease["judged_at"] is not None:
         return JudgementConflict("you have already judged this comparison")
+    if lease["skipped_at"] is not None:
+        return JudgementConflict("you skipped this comparison")
+    if (judgement.left_id, judgement.right_id) != (lease["left_id"], lease["right_id"]):
+        return JudgementConflict(
+            f"left and right must be as you were shown them: left {lease['left_id']}, right {lease['right_id']}"
+        )
+    if lease["expires_at"] <= judgement.created_at:
+        return JudgementConflict("your lease on this comparison expired; ask for the next comparison")
     return JudgementConflict("this comparison has all the judgements it needs")
 
 
 def vote_insert(*, judgement: Judgement, annotator: User) -> bool:
-    """Take a slot of the comparison (if these are its two completions), save the vote, close the lease.
+    """Close the annotator's live lease on these sides, take a slot of the comparison, save the vote.
 
-    False, with nothing written, when no slot was free; an ``IntegrityError`` when the annotator
-    has judged this comparison already. One SQL statement on PostgreSQL, an ORM transaction
-    elsewhere; either way the slot, the vote and the lease change together or not at all.
+    False, with nothing written, when there is no such lease or no slot was free; an
+    ``IntegrityError`` when the annotator has judged this comparison already. One SQL statement on
+    PostgreSQL, an ORM transaction elsewhere; either way lease, slot and vote change together or
+    not at all.
     """
     if _shared.single_statement():
         return _vote_insert_statement(judgement, annotator)
     return _vote_insert_orm(judgement, annotator)
 
 
+class _Refused(Exception):
+    """Rolls back a lease closed before its slot turned out to be taken."""
+
+
 def _vote_insert_orm(judgement: Judgement, annotator: User) -> bool:
-    left, right = judgement.left_id, judgement.right_id
     now = judgement.created_at
-    with transaction.atomic():
-        if not _shared.comparison_slot_take(judgement.comparison_id, (left, right)):
-            return False
-        judgement.save(force_insert=True)
-        lease = Assignment.objects.filter(comparison_id=judgement.comparison_id, annotator=annotator)
-        if not lease.update(judged_at=now, skipped_at=None):
-            Assignment.objects.create(
-                comparison_id=judgement.comparison_id,
-                annotator=annotator,
-                left_id=left,
-                right_id=right,
-                expires_at=now,
-                judged_at=now,
-            )
+    lease = Assignment.objects.filter(
+        comparison_id=judgement.comparison_id,
+        annotator=annotator,
+        left_id=judgement.left_id,
+        right_id=judgement.right_id,
+        judged_at__isnull=True,
+        skipped_at__isnull=True,
+        expires_at__gt=now,
+    )
+    try:
+        with transaction.atomic():
+            # Closing the lease first locks its row: a second submit of the same vote waits, then
+            # finds it closed; the slot's conditional UPDATE is the "at most k" check.
+            if not lease.update(judged_at=now):
+                return False
+            if not _shared.comparison_slot_take(judgement.comparison_id):
+                raise _Refused
+            judgement.save(force_insert=True)
+    except _Refused:
+        return False
     return True
 
 
@@ -129,18 +209,26 @@ def _vote_insert_orm(judgement: Judgement, annotator: User) -> bool:
 def _vote_insert_sql() -> str:
     """``_vote_insert_orm`` as one PostgreSQL statement; it returns the new judgement's id, or no row.
 
-    Parameters: the ``Judgement`` columns by name, and ``now``.
+    ``lease`` locks the annotator's live lease on these sides (a concurrent submit of the same
+    vote waits, then finds it judged); the slot, the vote and the lease's closing each read the
+    part before, so without a lease or a slot nothing is written. Parameters: the ``Judgement``
+    columns by name, and ``now``.
     """
     q = connection.ops.quote_name
     comparison, judgement = q(Comparison._meta.db_table), q(Judgement._meta.db_table)
     assignment = q(Assignment._meta.db_table)
     return f"""
-        WITH slot AS (
+        WITH lease AS (
+          SELECT a.id FROM {assignment} a
+          WHERE a.comparison_id = %(comparison_id)s AND a.annotator_id = %(annotator_id)s
+            AND a.left_id = %(left_id)s AND a.right_id = %(right_id)s
+            AND a.judged_at IS NULL AND a.skipped_at IS NULL AND a.expires_at > %(now)s
+          FOR UPDATE
+        ), slot AS (
           UPDATE {comparison} c SET judgement_count = c.judgement_count + 1
+          FROM lease
           WHERE c.id = %(comparison_id)s AND c.judgement_count < c.target_judgements
-            AND ((c.completion_a_id = %(left_id)s AND c.completion_b_id = %(right_id)s)
-                 OR (c.completion_a_id = %(right_id)s AND c.completion_b_id = %(left_id)s))
-          RETURNING c.id
+          RETURNING c.id, lease.id AS lease_id
         ), vote AS (
           INSERT INTO {judgement}
             (comparison_id, annotator_id, source, left_id, right_id, choice, winner_id, strength, reason, created_at)
@@ -148,11 +236,8 @@ def _vote_insert_sql() -> str:
                  %(strength)s, %(reason)s, %(now)s
           FROM slot
           RETURNING id
-        ), lease AS (
-          INSERT INTO {assignment}
-            (comparison_id, annotator_id, left_id, right_id, created_at, expires_at, judged_at, skipped_at)
-          SELECT slot.id, %(annotator_id)s, %(left_id)s, %(right_id)s, %(now)s, %(now)s, %(now)s, NULL FROM slot
-          ON CONFLICT (comparison_id, annotator_id) DO UPDATE SET judged_at = EXCLUDED.judged_at, skipped_at = NULL
+        ), closed AS (
+          UPDATE {assignment} a SET judged_at = %(now)s FROM slot WHERE a.id = slot.lease_id
         )
         SELECT id FROM vote"""  # noqa: S608
 
@@ -183,20 +268,44 @@ def _vote_insert_statement(judgement: Judgement, annotator: User) -> bool:
 
 
 def judgement_undo_last(*, annotator: User) -> Judgement | None:
-    """Take back this annotator's latest judgement; its comparison comes back to them first.
+    """Take back this annotator's latest judgement, once; its comparison comes back to them as their lease.
 
-    Locks the judgement's row so that two undos at once remove it, and free its slot, once.
+    ``None`` when there is nothing to take back: no judgement, or the latest one came before the
+    last undo (so a retried undo never takes back a second vote). A judgement a finished training
+    run trained on stays: a ``JudgementConflict``. The undone comparison becomes the annotator's
+    one open lease (any other is released), holding the slot the vote held, so an undo never adds
+    to the leases anyone holds. The returned instance keeps the removed row's id.
+
+    Locks the judgement's row, so that two undos at once remove it, and free its slot, once.
     """
     now = timezone.now()
     with transaction.atomic():
         last = Judgement.objects.select_for_update().filter(annotator=annotator).order_by("-id").first()
         if last is None:
             return None
-        last.delete()
+        mine = Assignment.objects.filter(annotator=annotator)
+        if mine.filter(undone_at__gte=last.created_at).exists():
+            return None
+        if last.trained_at is not None:
+            raise JudgementConflict("a finished training run trained on your last judgement, so it stays")
+        Judgement.objects.filter(pk=last.pk).delete()
         Comparison.objects.filter(id=last.comparison_id, judgement_count__gt=0).update(
             judgement_count=F("judgement_count") - 1
         )
-        Assignment.objects.filter(comparison_id=last.comparison_id, annotator=annotator).update(
-            judged_at=None, skipped_at=None, expires_at=now + timedelta(seconds=settings.DUET_LEASE_SECONDS)
+        mine.filter(judged_at__isnull=True, skipped_at__isnull=True).exclude(comparison_id=last.comparison_id).delete()
+        mine.filter(comparison_id=last.comparison_id).update(
+            judged_at=None,
+            skipped_at=None,
+            undone_at=now,
+            expires_at=now + timedelta(seconds=settings.DUET_LEASE_SECONDS),
         )
     return last
+
+
+def judgements_mark_trained(*, judgement_ids: Iterable[int]) -> int:
+    """Mark judgements a finished training run trained on, so that none of them can be undone; how many.
+
+    Called by the training side when a run succeeds; a judgement undone before that is simply
+    not among them.
+    """
+    return Judgement.objects.filter(id__in=judgement_ids, trained_at__isnull=True).update(trained_at=timezone.now())

@@ -49,27 +49,65 @@ class Card:
 
 
 @functools.cache
+def _room_where() -> str:
+    """Condition on comparison ``c``: a slot free once its judgements and others' live leases are counted.
+
+    Parameters (named): ``annotator``, ``now``. The annotator's own lease is left out of the count,
+    so the same condition decides whether to lease a new comparison and whether to renew their own.
+    """
+    assignment = connection.ops.quote_name(Assignment._meta.db_table)
+    # Only table names are formatted in; the values are query parameters.
+    return f"""
+        c.judgement_count + (
+          SELECT count(*) FROM {assignment} live
+          WHERE live.comparison_id = c.id AND live.judged_at IS NULL AND live.skipped_at IS NULL
+            AND live.expires_at > %(now)s AND live.annotator_id <> %(annotator)s
+        ) < c.target_judgements"""  # noqa: S608
+
+
+@functools.cache
 def _candidate_where() -> str:
     """Conditions on comparison ``c``: open, not seen by this annotator, a slot free after live leases.
 
-    Parameters (named): ``annotator``, ``now``. ``OFFSET 0`` keeps "not seen by this annotator" a
+    Seen means judged, skipped or leased now: a lease that expired unjudged is released by
+    ``lease_take`` and its comparison may be leased again. Parameters (named): ``annotator``,
+    ``now``. ``OFFSET 0`` keeps "not seen by this annotator" a
     probe of the unique (comparison, annotator) index for each candidate row: PostgreSQL would
     otherwise plan it as a merge anti-join that reads every assignment of every comparison below
     the first open one, a cost that grows with the whole history of judging.
     """
     assignment = connection.ops.quote_name(Assignment._meta.db_table)
-    # Only table names are formatted in; the values are query parameters.
     return f"""
         c.judgement_count < c.target_judgements
         AND NOT EXISTS (
           SELECT 1 FROM {assignment} seen WHERE seen.comparison_id = c.id AND seen.annotator_id = %(annotator)s
+            AND (seen.judged_at IS NOT NULL OR seen.skipped_at IS NOT NULL OR seen.expires_at > %(now)s)
           LIMIT 1 OFFSET 0
         )
-        AND c.judgement_count + (
-          SELECT count(*) FROM {assignment} live
-          WHERE live.comparison_id = c.id AND live.judged_at IS NULL AND live.skipped_at IS NULL
-            AND live.expires_at > %(now)s
-        ) < c.target_judgements"""  # noqa: S608
+        AND {_room_where()}"""  # noqa: S608
+
+
+@functools.cache
+def _unchanged_since_read() -> str:
+    """On PostgreSQL, a condition that refuses comparison ``c`` once someone changed its row since this statement began.
+
+    The room count reads the statement's snapshot, so a lease committed after it started is
+    missed. Whoever leases (or judges) a comparison changes its row (``_LEASE_MARK``), and locking
+    a row changed since the snapshot makes PostgreSQL re-check this condition on the new version:
+    its ``xmin`` then differs from the one the subquery reads in the snapshot, and the row is
+    passed over, so no comparison gets more than k holders. Other databases serialise writes.
+    """
+    if connection.vendor != "postgresql":
+        return ""
+    comparison = connection.ops.quote_name(Comparison._meta.db_table)
+    return f"AND c.xmin = (SELECT v.xmin FROM {comparison} v WHERE v.id = c.id)"  # noqa: S608
+
+
+@functools.cache
+def _lease_mark_sql() -> str:
+    """The row change that tells a concurrent leaser a lease was taken (parameter: ``comparison``)."""
+    comparison = connection.ops.quote_name(Comparison._meta.db_table)
+    return f"UPDATE {comparison} SET judgement_count = judgement_count WHERE id = %(comparison)s"  # noqa: S608
 
 
 @functools.cache
@@ -80,19 +118,17 @@ def _candidate_sql(skip_locked: bool) -> str:
     subqueries) than the database spent running it.
     """
     comparison = connection.ops.quote_name(Comparison._meta.db_table)
-    sql = f"SELECT c.* FROM {comparison} c WHERE {_candidate_where()} ORDER BY c.id LIMIT 1"  # noqa: S608
+    sql = f"SELECT c.* FROM {comparison} c WHERE {_candidate_where()} {_unchanged_since_read()} ORDER BY c.id LIMIT 1"  # noqa: S608
     return f"{sql} FOR UPDATE OF c SKIP LOCKED" if skip_locked else sql
 
 
 @functools.cache
 def _own_open_sql(lock: bool) -> str:
-    """The annotator's open assignment, latest lease first (parameter: ``annotator``)."""
+    """The annotator's open assignment; the database keeps at most one (parameter: ``annotator``)."""
     assignment = connection.ops.quote_name(Assignment._meta.db_table)
     sql = f"""
         SELECT a.* FROM {assignment} a
-        WHERE a.annotator_id = %(annotator)s AND a.judged_at IS NULL AND a.skipped_at IS NULL
-        ORDER BY a.expires_at DESC, a.id DESC
-        LIMIT 1"""  # noqa: S608
+        WHERE a.annotator_id = %(annotator)s AND a.judged_at IS NULL AND a.skipped_at IS NULL"""  # noqa: S608
     return f"{sql} FOR UPDATE" if lock else sql
 
 
@@ -100,11 +136,14 @@ def _own_open_sql(lock: bool) -> str:
 def _next_sql() -> str:
     """``lease_take`` as one PostgreSQL statement, returning the card's row or nothing.
 
-    Renews the annotator's own open lease if its comparison still has room, or closes it (as
-    skipped) and leases the oldest candidate, its row locked ``FOR UPDATE SKIP LOCKED`` so that
-    concurrent annotators take different comparisons without waiting; the sides' order is drawn
-    per lease. Data-modifying ``WITH`` parts run to completion whether or not the final SELECT
-    reads them. Parameters: ``annotator``, ``now``, ``expires``. The columns are ``Card``'s, in order.
+    Renews the annotator's own open lease while it is live (it holds its slot), or releases it
+    and leases the oldest candidate, its row locked ``FOR UPDATE SKIP LOCKED`` so that concurrent
+    annotators take different comparisons without waiting, and marked (``_lease_mark_sql``) so
+    that none takes it on a stale count; the sides' order is drawn per lease. Data-modifying
+    ``WITH`` parts run to completion whether or not the final SELECT reads them; ``leased`` joins
+    ``released`` so that the old lease is gone before the new one is inserted, as the
+    one-open-assignment-per-annotator constraint requires. Parameters: ``annotator``, ``now``,
+    ``expires``. The columns are ``Card``'s, in order.
     """
     q = connection.ops.quote_name
     assignment, comparison = q(Assignment._meta.db_table), q(Comparison._meta.db_table)
@@ -114,25 +153,28 @@ def _next_sql() -> str:
           {_own_open_sql(True)}
         ), own_open AS (
           SELECT own.id FROM own JOIN {comparison} c ON c.id = own.comparison_id
-          WHERE c.judgement_count < c.target_judgements
+          WHERE own.expires_at > %(now)s AND c.judgement_count < c.target_judgements
         ), renewed AS (
           UPDATE {assignment} a SET expires_at = %(expires)s FROM own_open WHERE a.id = own_open.id
           RETURNING a.id, a.comparison_id, a.left_id, a.right_id, a.expires_at
-        ), closed AS (
-          UPDATE {assignment} a SET skipped_at = %(now)s FROM own
+        ), released AS (
+          DELETE FROM {assignment} a USING own
           WHERE a.id = own.id AND NOT EXISTS (SELECT 1 FROM own_open)
+          RETURNING a.id
         ), candidate AS (
           SELECT c.id, c.completion_a_id AS a, c.completion_b_id AS b, random() < 0.5 AS flip
           FROM {comparison} c
-          WHERE NOT EXISTS (SELECT 1 FROM own_open) AND {_candidate_where()}
+          WHERE NOT EXISTS (SELECT 1 FROM own_open) AND {_candidate_where()} {_unchanged_since_read()}
           ORDER BY c.id LIMIT 1
           FOR UPDATE OF c SKIP LOCKED
         ), leased AS (
           INSERT INTO {assignment} (comparison_id, annotator_id, left_id, right_id, created_at, expires_at)
-          SELECT id, %(annotator)s, CASE WHEN flip THEN b ELSE a END, CASE WHEN flip THEN a ELSE b END,
+          SELECT n.id, %(annotator)s, CASE WHEN n.flip THEN n.b ELSE n.a END, CASE WHEN n.flip THEN n.a ELSE n.b END,
                  %(now)s, %(expires)s
-          FROM candidate
+          FROM candidate n LEFT JOIN released ON true
           RETURNING id, comparison_id, left_id, right_id, expires_at
+        ), marked AS (
+          UPDATE {comparison} c SET judgement_count = c.judgement_count FROM leased WHERE c.id = leased.comparison_id
         ), chosen AS (
           SELECT * FROM renewed UNION ALL SELECT * FROM leased
         )
@@ -177,15 +219,17 @@ def _card(row: tuple[Any, ...]) -> Card:
 def lease_take(*, annotator: User) -> Card | None:
     """The comparison this annotator should judge now, leased to them, as its card; or ``None``.
 
-    Their own open assignment comes first (a reload or an undo shows the same card). Otherwise
-    it picks the oldest comparison they have not seen that has a free slot, counting live
-    leases as taken. One SQL statement on PostgreSQL, the ORM elsewhere; the same rules and the
-    same ``Card`` either way.
+    Their own open assignment comes first while it is live (a reload or an undo shows the same
+    card); an expired one is released, so it holds no slot and may come back later. Otherwise it
+    picks the oldest comparison they have not seen that has a free slot, counting live leases as
+    taken. One SQL statement on PostgreSQL, the ORM elsewhere; the same rules and the same
+    ``Card`` either way. An annotator holds one live lease at most, a comparison k holders at most
+    (judgements and live leases together).
 
     Locks: the annotator's open assignment row, and the candidate comparison row ``FOR UPDATE
     SKIP LOCKED`` where the database has it. Two requests of the same annotator can both pick a
     comparison before either commits (the row lock is released by the first commit and the
-    second statement's snapshot predates it); the unique (comparison, annotator) constraint
+    second statement's snapshot predates it); the one-open-assignment-per-annotator constraint
     refuses the second lease, and the retry then finds the first one as the annotator's own.
     """
     take = _lease_take_statement if _shared.single_statement() else _lease_take_orm
@@ -221,12 +265,11 @@ def _lease_take_orm(annotator: User) -> Card | None:
         own = next(iter(Assignment.objects.raw(_own_open_sql(locking), {"annotator": annotator.pk})), None)
         if own is not None:
             # Loads the comparison: one more query, only on a reload or after an undo.
-            if own.comparison.judgement_count < own.comparison.target_judgements:
+            if own.expires_at > now and own.comparison.judgement_count < own.comparison.target_judgements:
                 own.expires_at = now + lease
                 own.save(update_fields=["expires_at"])
                 return _card_load(own.pk)
-            own.skipped_at = now
-            own.save(update_fields=["skipped_at"])
+            own.delete()
         skip_locked = connection.features.has_select_for_update_skip_locked
         candidates = Comparison.objects.raw(_candidate_sql(skip_locked), {"annotator": annotator.pk, "now": now})
         comparison = next(iter(candidates), None)
@@ -237,7 +280,22 @@ def _lease_take_orm(annotator: User) -> Card | None:
         leased = Assignment.objects.create(
             comparison=comparison, annotator=annotator, left_id=left, right_id=right, expires_at=now + lease
         )
+        lease_mark(comparison_id=comparison.pk)
     return _card_load(leased.pk)
+
+
+def lease_mark(*, comparison_id: int) -> None:
+    """Tell concurrent leasers that ``comparison_id`` has one more holder (see ``_unchanged_since_read``)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_lease_mark_sql(), {"comparison": comparison_id})
+
+
+def lease_room(*, comparison_id: int, annotator: User, now: datetime) -> bool:
+    """Whether ``comparison_id`` has a slot for ``annotator`` beside its judgements and others' live leases."""
+    comparison = connection.ops.quote_name(Comparison._meta.db_table)
+    sql = f"SELECT c.* FROM {comparison} c WHERE c.id = %(comparison)s AND {_room_where()}"  # noqa: S608
+    params = {"comparison": comparison_id, "annotator": annotator.pk, "now": now}
+    return next(iter(Comparison.objects.raw(sql, params)), None) is not None
 
 
 def _card_load(assignment_id: int) -> Card:

@@ -4,7 +4,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from annotate import services
-from annotate.models import Comparison, Judgement
+from annotate.models import Assignment, Comparison, Judgement
 from tests.annotate.factories import ComparisonFactory, StaffFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -54,15 +54,18 @@ def test_judgement_is_201_and_recorded(client):
     assert Judgement.objects.get().reason == "clearer"
 
 
+def _shown_payload(shown, choice="left"):
+    return {"comparison": shown["id"], "left": shown["left"]["id"], "right": shown["right"]["id"], "choice": choice}
+
+
+def _undo(client, user):
+    return client.post("/api/v1/judgements/undo", **_auth(user))
+
+
 def test_second_judgement_is_409(client):
-    comparison = ComparisonFactory(target_judgements=2)
+    ComparisonFactory(target_judgements=2)
     user = UserFactory()
-    payload = {
-        "comparison": comparison.id,
-        "left": comparison.completion_a_id,
-        "right": comparison.completion_b_id,
-        "choice": "left",
-    }
+    payload = _shown_payload(_next(client, user).json())
     _post_judgement(client, user, payload)
     response = _post_judgement(client, user, payload)
     assert response.status_code == 409
@@ -70,24 +73,94 @@ def test_second_judgement_is_409(client):
 
 
 def test_unknown_choice_is_a_clear_400_or_422(client):
-    comparison = ComparisonFactory()
-    payload = {
-        "comparison": comparison.id,
-        "left": comparison.completion_a_id,
-        "right": comparison.completion_b_id,
-        "choice": "meh",
-    }
-    response = _post_judgement(client, UserFactory(), payload)
+    ComparisonFactory()
+    user = UserFactory()
+    response = _post_judgement(client, user, _shown_payload(_next(client, user).json(), choice="meh"))
     assert response.status_code == 400
     assert "choice" in json.dumps(response.json())
 
 
-def test_wrong_completion_is_400(client):
-    comparison, other = ComparisonFactory.create_batch(2)
-    payload = {"comparison": comparison.id, "left": other.completion_a_id, "right": comparison.completion_b_id}
+def test_a_judgement_on_a_comparison_leased_to_someone_else_is_409_and_theirs_is_201(client):
+    ComparisonFactory()
+    alice, bob = UserFactory(), UserFactory()
+    bobs = _shown_payload(_next(client, bob).json())
+    response = _post_judgement(client, alice, bobs)
+    assert (response.status_code, response.json()["detail"]) == (
+        409,
+        f"comparison {bobs['comparison']} is not the one shown to you; ask for the next one",
+    )
+    assert _post_judgement(client, bob, bobs).status_code == 201
+
+
+def test_a_judgement_on_a_comparison_never_shown_is_409_and_takes_nothing(client):
+    comparison = ComparisonFactory()
+    payload = {"comparison": comparison.id, "left": comparison.completion_a_id, "right": comparison.completion_b_id}
     response = _post_judgement(client, UserFactory(), {**payload, "choice": "left"})
+    assert response.status_code == 409
+    assert (Comparison.objects.get().judgement_count, Assignment.objects.count()) == (0, 0)
+
+
+def test_a_judgement_with_the_sides_swapped_is_409(client):
+    ComparisonFactory()
+    user = UserFactory()
+    shown = _next(client, user).json()
+    swapped = {**_shown_payload(shown), "left": shown["right"]["id"], "right": shown["left"]["id"]}
+    response = _post_judgement(client, user, swapped)
+    assert response.status_code == 409
+    assert "as you were shown them" in response.json()["detail"]
+    assert Judgement.objects.count() == 0
+
+
+@pytest.mark.parametrize("field", ["comparison", "left", "right"])
+def test_an_id_beyond_64_bits_is_a_400_naming_the_field(client, field):
+    ComparisonFactory()
+    user = UserFactory()
+    payload = {**_shown_payload(_next(client, user).json()), field: 2**63}
+    response = _post_judgement(client, user, payload)
     assert response.status_code == 400
-    assert "two completions" in response.json()["detail"]
+    assert f"{field}: Input should be less than or equal to" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("reason", ['"a\\ud800b"', '"a\\u0000b"'], ids=["lone surrogate", "NUL"])
+def test_an_unstorable_reason_is_a_400_naming_reason(client, reason):
+    ComparisonFactory()
+    user = UserFactory()
+    body = json.dumps(_shown_payload(_next(client, user).json()))[:-1] + f', "reason": {reason}}}'
+    response = client.post("/api/v1/judgements", body, content_type="application/json", **_auth(user))
+    assert response.status_code == 400
+    assert "reason" in response.json()["detail"]
+    assert Judgement.objects.count() == 0
+
+
+def test_undo_is_200_with_the_judgement_it_took_back(client):
+    ComparisonFactory()
+    user = UserFactory()
+    made = _post_judgement(client, user, _shown_payload(_next(client, user).json(), "right")).json()
+    response = _undo(client, user)
+    assert (response.status_code, response.json()) == (200, made)
+    assert Judgement.objects.count() == 0
+
+
+def test_a_retried_undo_is_404_and_takes_back_nothing_more(client):
+    ComparisonFactory.create_batch(2)
+    user = UserFactory()
+    kept = _post_judgement(client, user, _shown_payload(_next(client, user).json())).json()
+    _post_judgement(client, user, _shown_payload(_next(client, user).json()))
+    _undo(client, user)
+    response = _undo(client, user)
+    assert response.status_code == 404
+    assert list(Judgement.objects.values_list("id", flat=True)) == [kept["id"]]
+
+
+def test_undo_of_a_judgement_a_finished_run_trained_on_is_409(client):
+    ComparisonFactory()
+    user = UserFactory()
+    made = _post_judgement(client, user, _shown_payload(_next(client, user).json())).json()
+    services.judgements_mark_trained(judgement_ids=[made["id"]])
+    response = _undo(client, user)
+    assert response.status_code == 409
+    assert "training run" in response.json()["detail"]
+    assert Judgement.objects.filter(id=made["id"]).exists()
 
 
 def test_import_is_403_for_annotators(client):
@@ -114,7 +187,7 @@ def test_staff_import_of_a_bad_file_is_400_naming_the_line(client):
 
 def test_staff_export_downloads_jsonl(client):
     comparison = ComparisonFactory()
-    services.judgement_record(
+    services.judgement_record_scripted(
         annotator=UserFactory(),
         comparison_id=comparison.id,
         left_id=comparison.completion_a_id,

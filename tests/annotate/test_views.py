@@ -4,11 +4,13 @@ import io
 import json
 import re
 import zipfile
+from datetime import timedelta
 
 import pyarrow.parquet as pq
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
+from django.utils import timezone
 
 from annotate import services
 from annotate.models import Assignment, Comparison, Judgement, Prompt
@@ -243,13 +245,13 @@ def test_judging_twice_is_a_409_with_a_message_and_the_next_card(annotator_clien
     assert Judgement.objects.get().choice == "left"
 
 
-def test_judging_a_full_comparison_is_a_409(annotator_client, annotator):
+def test_judging_after_the_lease_expired_and_another_took_the_slot_is_a_409(annotator_client, annotator):
     ComparisonFactory()
     annotator_client.get("/annotate/")
     assignment = _open_assignment(annotator)
-    other = UserFactory()
-    services.judgement_record(
-        annotator=other,
+    Assignment.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    services.judgement_record_scripted(
+        annotator=UserFactory(),
         comparison_id=assignment.comparison_id,
         left_id=assignment.left_id,
         right_id=assignment.right_id,
@@ -257,8 +259,56 @@ def test_judging_a_full_comparison_is_a_409(annotator_client, annotator):
     )
     response = _judge(annotator_client, assignment, "left")
     assert response.status_code == 409
-    assert "all the judgements it needs" in response.content.decode()
+    assert "expired" in response.content.decode()
     assert 'data-testid="empty-state"' in response.content.decode()
+
+
+def test_judging_a_comparison_leased_to_someone_else_is_a_409_that_saves_nothing(annotator_client):
+    ComparisonFactory.create_batch(2)
+    other = UserFactory()
+    theirs = services.lease_take(annotator=other)
+    data = {"comparison_id": theirs.comparison_id, "left_id": theirs.left.id, "right_id": theirs.right.id}
+    response = annotator_client.post("/annotate/judge/", {**data, "choice": "left"}, **HTMX)
+    assert response.status_code == 409
+    assert "not the one shown to you" in response.content.decode()
+    assert Judgement.objects.count() == 0
+
+
+def test_judging_with_the_sides_swapped_is_a_409(annotator_client, annotator):
+    ComparisonFactory()
+    annotator_client.get("/annotate/")
+    assignment = _open_assignment(annotator)
+    assignment.left_id, assignment.right_id = assignment.right_id, assignment.left_id
+    response = _judge(annotator_client, assignment, "left")
+    assert response.status_code == 409
+    assert "as you were shown them" in response.content.decode()
+    assert Judgement.objects.count() == 0
+
+
+@pytest.mark.parametrize("field", ["comparison_id", "left_id", "right_id"])
+def test_an_id_beyond_64_bits_is_a_422_naming_the_field(annotator_client, annotator, field):
+    ComparisonFactory()
+    annotator_client.get("/annotate/")
+    assignment = _open_assignment(annotator)
+    data = {"comparison_id": assignment.comparison_id, "left_id": assignment.left_id, "right_id": assignment.right_id}
+    response = annotator_client.post("/annotate/judge/", {**data, field: str(2**63), "choice": "left"}, **HTMX)
+    assert response.status_code == 422
+    assert f"{field}:" in response.content.decode()
+
+
+def test_skipping_an_id_beyond_64_bits_is_a_422_naming_the_field(annotator_client):
+    response = annotator_client.post("/annotate/skip/", {"comparison_id": str(2**63)}, **HTMX)
+    assert response.status_code == 422
+    assert "comparison_id:" in response.content.decode()
+
+
+def test_a_reason_with_a_nul_is_a_422_naming_reason(annotator_client, annotator):
+    ComparisonFactory()
+    annotator_client.get("/annotate/")
+    response = _judge(annotator_client, _open_assignment(annotator), "left", reason="a\x00b")
+    assert response.status_code == 422
+    assert "reason:" in response.content.decode()
+    assert Judgement.objects.count() == 0
 
 
 def test_judge_without_htmx_redirects_back_to_the_page(annotator_client, annotator):
@@ -298,6 +348,17 @@ def test_undo_removes_the_last_judgement_and_shows_it_again_as_answered(annotato
     assert f'data-comparison="{first.id}"' in html
     assert re.search(r'value="right"\s+checked', html)
     assert re.search(r'value="clearly"\s*checked', html)
+
+
+def test_undo_of_a_judgement_a_finished_run_trained_on_is_a_409_that_keeps_it(annotator_client, annotator):
+    ComparisonFactory()
+    annotator_client.get("/annotate/")
+    _judge(annotator_client, _open_assignment(annotator), "left")
+    services.judgements_mark_trained(judgement_ids=Judgement.objects.values_list("id", flat=True))
+    response = annotator_client.post("/annotate/undo/", **HTMX)
+    assert response.status_code == 409
+    assert "training run" in response.content.decode()
+    assert Judgement.objects.count() == 1
 
 
 def test_undo_with_nothing_to_undo_says_so(annotator_client):
@@ -400,7 +461,7 @@ def judged_pair(staff_client):
     comparison = Comparison.objects.get()
     paris = next(c for c in (comparison.completion_a, comparison.completion_b) if c.text == "Paris")
     lyon = comparison.completion_b if paris == comparison.completion_a else comparison.completion_a
-    services.judgement_record(
+    services.judgement_record_scripted(
         annotator=UserFactory(username="ann"), comparison_id=comparison.id, left_id=lyon.id, right_id=paris.id,
         choice="right",
     )  # fmt: skip
@@ -451,7 +512,7 @@ def test_stats_shows_counts_and_pairwise_agreement(staff_client):
     comparison = ComparisonFactory(target_judgements=3)
     a, b = comparison.completion_a_id, comparison.completion_b_id
     for name, choice in (("amy", "left"), ("bob", "left"), ("cat", "right")):
-        services.judgement_record(
+        services.judgement_record_scripted(
             annotator=UserFactory(username=name), comparison_id=comparison.id, left_id=a, right_id=b, choice=choice
         )
     html = staff_client.get("/annotate/stats/").content.decode()

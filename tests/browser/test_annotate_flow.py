@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 from playwright.sync_api import Page
 
 from annotate import services
-from annotate.models import Comparison, Completion, Judgement
+from annotate.models import Assignment, Comparison, Completion, Judgement
 from tests.annotate.factories import ComparisonFactory, UserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -153,7 +155,9 @@ def test_a_conflict_shows_its_message_and_the_next_card(live_server, page: Page)
     page.wait_for_url(f"{live_server.url}/annotate/")
     page.evaluate("window.__marker = 'same page'")
     shown = _shown(page)
-    services.judgement_record(
+    # Ned's lease runs out, and someone quicker takes its slot.
+    Assignment.objects.filter(annotator__username="ned").update(expires_at=timezone.now() - timedelta(seconds=1))
+    services.judgement_record_scripted(
         annotator=UserFactory(username="quicker"),
         comparison_id=shown.comparison_id,
         left_id=shown.left_id,
@@ -164,7 +168,7 @@ def test_a_conflict_shows_its_message_and_the_next_card(live_server, page: Page)
     _press(page, "2", "Enter")
     _wait_for_card_after(page, shown.comparison_id)
 
-    assert "all the judgements it needs" in page.locator(".flash").inner_text()
+    assert "expired" in page.locator(".flash").inner_text()
     assert page.locator("article.card").count() == 1
     assert page.evaluate("window.__marker") == "same page"
     assert Judgement.objects.filter(comparison_id=shown.comparison_id).count() == 1

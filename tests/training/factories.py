@@ -22,7 +22,7 @@ def judged_preferences(
             completion_a=CompletionFactory(prompt=prompt, text=good),
             completion_b=CompletionFactory(prompt=prompt, text=bad),
         )
-        services.judgement_record(
+        services.judgement_record_scripted(
             annotator=user,
             comparison_id=comparison.id,
             left_id=comparison.completion_a_id,

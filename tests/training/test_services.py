@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 from django.test import override_settings
 
+from annotate import services as annotate_services
 from annotate.filters import JudgementFilter
 from annotate.models import Comparison, Completion
 from tests.annotate.factories import PromptFactory
@@ -53,6 +54,17 @@ def test_a_run_goes_queued_running_succeeded_with_metrics_and_a_new_version(tiny
     assert {"loss", "rewards/accuracies", "rewards/margins"} <= set(run.metrics.last().values)
     version = ModelVersion.objects.get(trained_by=run)
     assert (version.parent, version.name) == (tiny_version, f"tiny+dpo{run.pk}")
+
+
+def test_a_finished_run_locks_the_judgements_it_trained_on_against_undo(tiny_version, worker, wait_for):
+    annotator = judged_preferences(6)[0].judgements.get().annotator
+    run = services.training_run_start(base_version=tiny_version, hyperparameters=FAST)
+    worker.start(burst=True)
+    wait_for(lambda: _status(run) in (RunStatus.SUCCEEDED, RunStatus.FAILED), what="the run to end")
+    assert run.status == RunStatus.SUCCEEDED, run.traceback or worker.output()
+    assert not run.judgements.filter(trained_at__isnull=True).exists()
+    with pytest.raises(annotate_services.JudgementConflict, match="training run"):
+        annotate_services.judgement_undo_last(annotator=annotator)
 
 
 def test_a_run_takes_the_steps_its_preview_promised_and_is_measured_on_its_held_out_pairs(

@@ -815,7 +815,7 @@ def test_the_leaderboard_shows_ratings_win_rate_against_the_parent_and_position_
             if index != 1
             else (comparison.completion_b_id, comparison.completion_a_id)
         )
-        annotate_services.judgement_record(
+        annotate_services.judgement_record_scripted(
             annotator=judge, comparison_id=comparison.id, left_id=left, right_id=right, choice=choice
         )
     page = _text(staff_client.get("/training/leaderboard/"))

@@ -20,7 +20,7 @@ def import_pairs(path, **kwargs):
 
 
 def judge(user, comparison, choice="left", **kwargs):
-    return services.judgement_record(
+    return services.judgement_record_scripted(
         annotator=user,
         comparison_id=comparison.id,
         left_id=comparison.completion_a_id,

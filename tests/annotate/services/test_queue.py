@@ -2,7 +2,7 @@ import dataclasses
 from datetime import timedelta
 
 import pytest
-from django.db import models
+from django.db import IntegrityError, models
 from django.template.loader import render_to_string
 from django.utils import timezone
 
@@ -91,15 +91,21 @@ def test_a_card_renders_without_further_queries(django_assert_num_queries):
     assert f'data-completion="{card.left.id}"' in html
 
 
-def test_an_own_lease_on_a_comparison_others_filled_is_closed():
+def test_an_expired_own_lease_on_a_comparison_others_filled_is_released():
     filled, second = ComparisonFactory.create_batch(2)
     slow, fast = UserFactory(), UserFactory()
     services.assignment_next(annotator=slow)
     Assignment.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
-    services.assignment_next(annotator=fast)
-    judge(fast, filled)
+    fast_card = services.assignment_next(annotator=fast)
+    services.judgement_record(
+        annotator=fast,
+        comparison_id=fast_card.comparison_id,
+        left_id=fast_card.left.id,
+        right_id=fast_card.right.id,
+        choice="left",
+    )
     assert services.assignment_next(annotator=slow).comparison_id == second.id
-    assert Assignment.objects.get(annotator=slow, comparison=filled).skipped_at is not None
+    assert not Assignment.objects.filter(annotator=slow, comparison=filled).exists()
 
 
 def test_skip_moves_on_and_never_returns():
@@ -108,3 +114,37 @@ def test_skip_moves_on_and_never_returns():
     services.assignment_next(annotator=user)
     services.assignment_skip(annotator=user, comparison_id=first.id)
     assert services.assignment_next(annotator=user).comparison_id == second.id
+
+
+def test_an_expired_own_lease_is_not_renewed_over_someone_elses_live_lease():
+    ComparisonFactory(target_judgements=1)
+    slow, fast = UserFactory(), UserFactory()
+    services.assignment_next(annotator=slow)
+    Assignment.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    services.assignment_next(annotator=fast)
+    assert services.assignment_next(annotator=slow) is None
+    live = Assignment.objects.filter(judged_at__isnull=True, skipped_at__isnull=True, expires_at__gt=timezone.now())
+    assert list(live.values_list("annotator", flat=True)) == [fast.id]
+
+
+def test_an_expired_own_lease_comes_back_while_its_slot_is_free():
+    ComparisonFactory.create_batch(2)
+    user = UserFactory()
+    first = services.assignment_next(annotator=user)
+    Assignment.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    again = services.assignment_next(annotator=user)
+    assert (again.comparison_id, Assignment.objects.filter(annotator=user).count()) == (first.comparison_id, 1)
+
+
+def test_the_database_refuses_a_second_open_assignment_for_one_annotator():
+    _first, second = ComparisonFactory.create_batch(2)
+    user = UserFactory()
+    card = services.assignment_next(annotator=user)
+    with pytest.raises(IntegrityError):
+        Assignment.objects.create(
+            comparison=second,
+            annotator=user,
+            left_id=second.completion_a_id,
+            right_id=second.completion_b_id,
+            expires_at=card.expires_at,
+        )

@@ -29,7 +29,7 @@ def _import_judged(name: str, k: int = 1) -> None:
 def _judge_all_open(choice: str = "left") -> None:
     annotator = UserFactory()
     for comparison in Comparison.objects.all():
-        annotate_services.judgement_record(
+        annotate_services.judgement_record_scripted(
             annotator=annotator,
             comparison_id=comparison.id,
             left_id=comparison.completion_a_id,

@@ -52,6 +52,8 @@ def training_run_execute(*, run_id: int) -> None:
                 learned=verdict.learned,
                 verdict=verdict.sentence,
             )
+            # The run's frozen list is final now: none of its judgements may be undone any more.
+            annotate_services.judgements_mark_trained(judgement_ids=run.judgements.values_list("id", flat=True))
             if verdict.learned:
                 follow_up_generations(run=run, version=version)
             else:
