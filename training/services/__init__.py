@@ -9,6 +9,7 @@
 from training.services.control import (
     RunStateError,
     generation_run_observe,
+    generation_run_resume,
     generation_run_start,
     generation_run_start_anyway,
     next_round_start,
@@ -28,6 +29,7 @@ __all__ = [
     "default_model_version",
     "generation_run_execute",
     "generation_run_observe",
+    "generation_run_resume",
     "generation_run_start",
     "generation_run_start_anyway",
     "latest_model_version",
