@@ -6,10 +6,12 @@ can look at the database between two chunks, or fail a chunk as a killed worker 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from django.db import connection
 
 from annotate import services as annotate_services
 from annotate.models import Comparison, Completion
@@ -74,6 +76,23 @@ def _fail_third_chunk(version: ModelVersion, monkeypatch: pytest.MonkeyPatch) ->
     return run
 
 
+def _from_another_connection(read: Callable[[], Any]) -> Any:
+    """What an annotator's request would see: a thread has a database connection of its own, so it sees only
+    what the round has committed."""
+    found: list[Any] = []
+
+    def target() -> None:
+        try:
+            found.append(read())
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    return found[0] if found else None
+
+
 def _answered(run: GenerationRun) -> dict[int, int]:
     """Completions of the round's version per prompt."""
     counts: dict[int, int] = {}
@@ -92,7 +111,7 @@ def test_the_first_chunk_is_in_the_annotators_queue_before_the_second_is_sampled
 
     def look_at_the_queue(call: int) -> None:
         if call == 1:
-            served.append(annotate_services.lease_take(annotator=annotator))
+            served.append(_from_another_connection(lambda: annotate_services.lease_take(annotator=annotator)))
 
     EngineSpy(before=look_at_the_queue).install(monkeypatch)
     run = _round(tiny_version)
