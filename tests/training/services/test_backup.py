@@ -125,7 +125,8 @@ def test_json_keys_are_written_sorted_so_either_database_gives_the_same_bytes(tm
     # PostgreSQL's jsonb puts shorter keys first ("b" before "ab"), SQLite keeps them as written.
     CompletionFactory(generation={"b": 1, "ab": {"y": 2, "xx": 3}})
     database_dump(path=tmp_path / "a")
-    assert '"generation": {"ab": {"xx": 3, "y": 2}, "b": 1}' in (tmp_path / "a" / "annotate.completion.jsonl").read_text()
+    written = (tmp_path / "a" / "annotate.completion.jsonl").read_text()
+    assert '"generation": {"ab": {"xx": 3, "y": 2}, "b": 1}' in written
 
 
 def test_loaded_users_cannot_log_in_until_they_set_a_password_and_tokens_stay_behind(tmp_path):
