@@ -228,3 +228,15 @@ def generation_start(request: HttpRequest, payload: GenerationIn) -> Any:  # typ
 @router.get("/generations/{run_id}", response={200: GenerationOut, 404: ErrorOut})
 def generation_detail(request: HttpRequest, run_id: int) -> Any:
     return 200, generation_out(services.generation_run_observe(run_id=run_id))
+
+
+@router.post("/generations/{run_id}/resume", response={202: GenerationOut, 404: ErrorOut, 409: ErrorOut, 503: ErrorOut})
+def generation_resume(request: HttpRequest, run_id: int) -> Any:
+    run = get_object_or_404(GenerationRun, pk=run_id)
+    try:
+        services.generation_run_resume(run=run)
+    except services.RunStateError as exc:
+        return 409, {"detail": str(exc)}
+    except services.QueueUnavailable as exc:
+        return 503, {"detail": str(exc)}
+    return 202, generation_out(run)

@@ -180,6 +180,11 @@ class GenerationRun(RunBase):
     )
     completions_created = models.PositiveIntegerField(default=0)
     comparisons_created = models.PositiveIntegerField(default=0)
+    prompt_ids = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="The prompts the round answers, chosen at its first start; a resume keeps them.",
+    )
 
     class Meta(RunBase.Meta):
         pass

@@ -371,6 +371,15 @@ def generation_prompts(*, run: GenerationRun) -> list[Prompt]:
     return selected[: run.max_prompts] if run.max_prompts else selected
 
 
+def generation_prompts_done(*, run: GenerationRun) -> set[int]:
+    """The prompts that ``run`` has already answered: a chunk stores all of its prompts' answers or none."""
+    return set(
+        Completion.objects.filter(model_version_id=run.model_version_id, generation__generation_run=run.pk)
+        .values_list("prompt_id", flat=True)
+        .distinct()
+    )
+
+
 def first_completions(*, version: ModelVersion, prompts: list[Prompt]) -> dict[int, Completion]:
     """``version``'s oldest completion of each of ``prompts`` that has one, by prompt id."""
     found: dict[int, Completion] = {}

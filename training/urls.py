@@ -15,6 +15,7 @@ urlpatterns = [
     path("generations/<int:run_id>/", views.generation_run_page, name="generation"),
     path("generations/<int:run_id>/live/", views.generation_run_live, name="generation_live"),
     path("generations/<int:run_id>/cancel/", views.generation_run_cancel, name="generation_cancel"),
+    path("generations/<int:run_id>/resume/", views.generation_run_resume, name="generation_resume"),
     path("models/", views.versions_page, name="versions"),
     path("models/<int:version_id>/", views.version_page, name="version"),
     path("models/<int:version_id>/next-round/", views.version_next_round, name="version_next_round"),

@@ -208,6 +208,21 @@ def generation_run_cancel(request: AuthedRequest, run_id: int) -> HttpResponseBa
     return _cancel(request, get_object_or_404(GenerationRun, pk=run_id), stops_after="the current batch")
 
 
+@staff_required
+@require_POST
+def generation_run_resume(request: AuthedRequest, run_id: int) -> HttpResponseBase:
+    run = get_object_or_404(GenerationRun, pk=run_id)
+    try:
+        services.generation_run_resume(run=run)
+    except services.QueueUnavailable as exc:
+        return _after_run_action(request, run, message=f"Not resumed: {exc}", level="error", status=409)
+    except services.RunStateError as exc:
+        return _after_run_action(request, run, message=f"Not resumed: {exc}.", level="error", status=409)
+    done = f"{run.progress_step} of {run.progress_total} done"
+    message = f"Queued again: it answers the prompts it had not reached ({done})."
+    return _after_run_action(request, run, message=message, level="success")
+
+
 # Model versions -------------------------------------------------------------------------
 
 

@@ -129,6 +129,19 @@ def test_generations_start_is_202(client, tiny_version):
     assert GenerationRun.objects.get(pk=response.json()["id"]).pairing == GenerationRun.Pairing.SELF
 
 
+def test_a_failed_generation_resumes_with_202(client, tiny_version):
+    run = GenerationRun.objects.create(model_version=tiny_version, status=RunStatus.FAILED)
+    response = _post(client, f"/api/v1/generations/{run.pk}/resume", {}, StaffFactory())
+    assert response.status_code == 202
+    assert response.json()["status"] == RunStatus.QUEUED
+
+
+def test_resuming_a_finished_generation_is_409(client, tiny_version):
+    run = GenerationRun.objects.create(model_version=tiny_version, status=RunStatus.SUCCEEDED)
+    response = _post(client, f"/api/v1/generations/{run.pk}/resume", {}, StaffFactory())
+    assert response.status_code == 409
+
+
 @pytest.mark.parametrize("payload", [{"n": 1}, {"temperature": -1}, {"prompts": "some"}])
 def test_generations_with_bad_settings_are_400(client, tiny_version, payload):
     response = _post(client, "/api/v1/generations", {"model_version": "tiny", **payload}, StaffFactory())

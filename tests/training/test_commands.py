@@ -3,9 +3,10 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from tests.annotate.factories import PromptFactory
+from annotate.models import Completion
+from tests.annotate.factories import CompletionFactory, PromptFactory
 from tests.training.factories import judged_preferences
-from training.models import ModelVersion
+from training.models import GenerationRun, ModelVersion
 
 # Jobs go to a Redis database of this test process: another test run's worker must not take them.
 pytestmark = pytest.mark.usefixtures("private_queues")
@@ -51,6 +52,28 @@ def test_generate_wait_reports_new_comparisons(tiny_version, worker):
     out = _run("generate", "--model", "tiny", "--n", "2", "--max-new-tokens", "4", "--temperature", "1", "--wait")
     assert "succeeded" in out
     assert out.strip().endswith("new comparisons in the queue")
+
+
+def test_generate_resume_answers_the_prompts_a_failed_round_did_not_reach(tiny_version, worker):
+    done, left = PromptFactory.create_batch(2)
+    run = GenerationRun.objects.create(
+        model_version=tiny_version, pairing="self", n=2, max_new_tokens=4, temperature=1.0, status="failed",
+        prompt_ids=[done.pk, left.pk], progress_step=1, progress_total=2,
+    )
+    for text in ("kept one", "kept two"):
+        CompletionFactory(prompt=done, text=text, model_version=tiny_version, generation={"generation_run": run.pk})
+    worker.start()
+    out = _run("generate", "--resume", str(run.pk), "--wait")
+    assert "queued again (1 of 2 prompts done)" in out
+    assert "succeeded" in out
+    assert sorted(Completion.objects.filter(model_version=tiny_version).values_list("prompt_id", flat=True)) == [
+        done.pk, done.pk, left.pk, left.pk
+    ]
+
+
+def test_generate_resume_of_an_unknown_round_fails_clearly(transactional_db):
+    with pytest.raises(CommandError, match="no generation run 404"):
+        call_command("generate", "--resume", "404")
 
 
 def test_next_round_trains_then_generates_with_the_new_version(tiny_version, worker):

@@ -735,6 +735,35 @@ def test_cancel_stops_a_queued_generation(staff_client: Client, child: ModelVers
     assert run.status == RunStatus.CANCELLED
 
 
+def test_a_failed_generation_offers_resume_with_what_it_kept(staff_client: Client, child: ModelVersion) -> None:
+    run = GenerationRun.objects.create(
+        model_version=child, status=RunStatus.FAILED, progress_step=32, progress_total=48,
+        completions_created=32, comparisons_created=32,
+    )
+    page = _text(staff_client.get(f"/training/generations/{run.pk}/"))
+    assert "Resume (32 of 48 prompts done)" in page
+    assert '<div class="value" data-testid="comparisons-created">32</div>' in page
+
+
+# The job is enqueued when the run's transaction commits: a real commit is needed.
+@pytest.mark.django_db(transaction=True)
+def test_resume_queues_a_failed_generation_again(staff_client: Client, child: ModelVersion) -> None:
+    run = GenerationRun.objects.create(model_version=child, status=RunStatus.FAILED, error="the worker stopped")
+    response = staff_client.post(f"/training/generations/{run.pk}/resume/", headers=HTMX)
+    run.refresh_from_db()
+    assert response.status_code == 200
+    assert "Queued again" in _text(response)
+    assert (run.status, run.error) == (RunStatus.QUEUED, "")
+    assert run.rq_job_id
+
+
+def test_resume_of_a_running_generation_is_refused(staff_client: Client, child: ModelVersion) -> None:
+    run = GenerationRun.objects.create(model_version=child, status=RunStatus.RUNNING)
+    response = staff_client.post(f"/training/generations/{run.pk}/resume/", headers=HTMX)
+    assert response.status_code == 409
+    assert "Not resumed: only a failed or cancelled round can be resumed" in _text(response)
+
+
 # The loop -------------------------------------------------------------------------------
 
 

@@ -10,6 +10,7 @@
 from training.services.control import (
     RunStateError,
     generation_run_observe,
+    generation_run_resume,
     generation_run_start,
     generation_run_start_anyway,
     next_round_start,
@@ -31,6 +32,7 @@ __all__ = [
     "evaluation_round_start",
     "generation_run_execute",
     "generation_run_observe",
+    "generation_run_resume",
     "generation_run_start",
     "generation_run_start_anyway",
     "latest_model_version",

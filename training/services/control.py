@@ -213,6 +213,27 @@ def generation_run_start_anyway(*, run: TrainingRun, user: User | None = None) -
     return generation_run_start(model_version=version, pairing=GenerationRun.Pairing.PARENT, user=user, **options)
 
 
+def generation_run_resume(*, run: GenerationRun) -> GenerationRun:
+    """Queue a failed or cancelled round again; it answers only the prompts its earlier attempts did not reach.
+
+    What the round stored before it stopped stays: its comparisons are in the queue already.
+    """
+    from training import jobs
+
+    if run.status not in (RunStatus.FAILED, RunStatus.CANCELLED):
+        raise RunStateError(f"only a failed or cancelled round can be resumed; {run} is {run.status}")
+    if run.after_training_id is not None and run.started_at is None:
+        raise RunStateError(f"{run} waited for training run {run.after_training_id}, which made no version to sample")
+    queue_check(name=GPU_QUEUE)
+    with transaction.atomic():
+        GenerationRun.objects.filter(pk=run.pk).update(
+            status=RunStatus.QUEUED, cancel_requested=False, error="", traceback="", finished_at=None
+        )
+        run.refresh_from_db()
+        enqueue_after_commit(run=run, job=jobs.generate, queue=GPU_QUEUE)
+    return run
+
+
 def runs_reap_stale() -> int:
     """Mark running runs whose worker stopped sending heartbeats as failed; return how many."""
     now = timezone.now()

@@ -8,7 +8,8 @@ from training.models import GenerationRun
 class Command(BaseCommand):
     help = (
         "Queue a generation round (a worker samples it: manage.py rqworker gpu); its pairs join the "
-        "annotators' queue. Prints the run's id; --wait waits until it ends."
+        "annotators' queue as each chunk lands. Prints the run's id; --wait waits until it ends. "
+        "--resume RUN queues a failed or cancelled round again for the prompts it had not reached."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -19,9 +20,31 @@ class Command(BaseCommand):
         parser.add_argument("--pairing", choices=GenerationRun.Pairing.values, default=None)
         parser.add_argument("--max-prompts", type=int, default=None)
         add_sampling_arguments(parser)
+        parser.add_argument(
+            "--resume", type=int, default=None, metavar="RUN", help="resume this failed or cancelled round"
+        )
         parser.add_argument("--wait", action="store_true", help="wait until the round ends")
 
     def handle(self, *args: object, **options: object) -> None:
+        resume = options["resume"]
+        run = self._resume(resume) if isinstance(resume, int) else self._start(options)
+        if options["wait"]:
+            done = wait(lambda: services.generation_run_observe(run_id=run.pk), self.stdout, f"generation run {run.pk}")
+            self.stdout.write(f"{done.comparisons_created} new comparisons in the queue")  # type: ignore[attr-defined]
+
+    def _resume(self, run_id: int) -> GenerationRun:
+        run = GenerationRun.objects.filter(pk=run_id).first()
+        if run is None:
+            raise CommandError(f"no generation run {run_id}")
+        try:
+            services.generation_run_resume(run=run)
+        except (services.QueueUnavailable, services.RunStateError) as exc:
+            raise CommandError(str(exc)) from exc
+        done = f"{run.progress_step} of {run.progress_total} prompts done"
+        self.stdout.write(f"generation run {run.pk} queued again ({done})")
+        return run
+
+    def _start(self, options: dict[str, object]) -> GenerationRun:
         from django.utils.dateparse import parse_datetime
 
         selection, _, value = str(options["prompts"]).partition(":")
@@ -43,6 +66,4 @@ class Command(BaseCommand):
         except (services.QueueUnavailable, ValueError) as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(f"generation run {run.pk} queued")
-        if options["wait"]:
-            done = wait(lambda: services.generation_run_observe(run_id=run.pk), self.stdout, f"generation run {run.pk}")
-            self.stdout.write(f"{done.comparisons_created} new comparisons in the queue")  # type: ignore[attr-defined]
+        return run

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import traceback
-from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
+from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from annotate import services as annotate_services
@@ -13,9 +15,10 @@ from annotate.models import Completion, Prompt
 from training import selectors
 from training.models import GenerationRun, ModelVersion, RunStatus, TrainingRun
 from training.services.queueing import GPU_QUEUE, enqueue_after_commit
-from training.services.worker.runtime import heartbeat, run_claim, run_finish
+from training.services.worker.runtime import heartbeat, run_claim, run_finish, run_log_append
 
-# Prompts sampled per engine call: small enough that progress and a cancel are seen every few seconds.
+# Prompts sampled per engine call, and stored per transaction: small enough that progress and a cancel are
+# seen every few seconds, and that a killed round loses at most this many prompts' work.
 GENERATION_CHUNK = 16
 
 
@@ -24,21 +27,17 @@ class _Cancelled(Exception):
 
 
 def generation_run_execute(*, run_id: int) -> None:
-    """Sample the round's prompts, store the completions with their lineage, open their comparisons."""
+    """Sample the round's prompts chunk by chunk, storing each chunk's completions and comparisons as it lands.
+
+    A resumed round answers only the prompts its earlier attempts did not reach.
+    """
     if not run_claim(model=GenerationRun, run_id=run_id):
         return
     run = GenerationRun.objects.select_related("model_version__parent").get(pk=run_id)
     try:
         with heartbeat(model=GenerationRun, run_id=run_id):
-            completions, comparisons, total = _generate(run)
-        run_finish(
-            run=run,
-            status=RunStatus.SUCCEEDED,
-            completions_created=completions,
-            comparisons_created=comparisons,
-            progress_step=total,
-            progress_total=total,
-        )
+            _generate(run)
+        run_finish(run=run, status=RunStatus.SUCCEEDED)
     except _Cancelled:
         run_finish(run=run, status=RunStatus.CANCELLED, error="cancelled from the page")
     except Exception as exc:
@@ -47,82 +46,117 @@ def generation_run_execute(*, run_id: int) -> None:
         raise
 
 
-def _generate(run: GenerationRun) -> tuple[int, int, int]:
-    """Returns how many completions and comparisons were created, and the prompts sampled."""
+@dataclass
+class _Models:
+    """The round's version and, where some prompt lacks a parent answer, its parent: each loaded once."""
+
+    version: ModelVersion
+    parent: ModelVersion | None
+    loaded: dict[int, tuple[Any, Any]] = field(default_factory=dict)
+
+    def get(self, version: ModelVersion) -> tuple[Any, Any]:
+        from dpo_engine.models import load_model, load_tokenizer
+
+        if version.pk not in self.loaded:
+            self.loaded[version.pk] = (load_model(version.path), load_tokenizer(version.path))
+        return self.loaded[version.pk]
+
+
+def _generate(run: GenerationRun) -> None:
+    prompts = _round_prompts(run)
+    done = selectors.generation_prompts_done(run=run)
+    todo = [p for p in prompts if p.id not in done]
+    position = {p.id: index for index, p in enumerate(prompts)}
+    GenerationRun.objects.filter(pk=run.pk).update(
+        progress_step=len(prompts) - len(todo), progress_total=len(prompts), heartbeat_at=timezone.now()
+    )
+    if done:
+        run_log_append(run=run, line=f"resumed: {len(prompts) - len(todo)} of {len(prompts)} prompts were done")
     version = run.model_version
-    prompts = selectors.generation_prompts(run=run)
-    if not prompts:
-        raise ValueError("no prompts match this round's selection")
     parent = version.parent if run.pairing == GenerationRun.Pairing.PARENT else None
-    existing: dict[int, Completion] = selectors.first_completions(version=parent, prompts=prompts) if parent else {}
-    missing_parent = [p for p in prompts if parent is not None and p.id not in existing]
-    total = len(prompts) + len(missing_parent)
-    done = 0
+    models = _Models(version=version, parent=parent)
+    for start in range(0, len(todo), GENERATION_CHUNK):
+        if GenerationRun.objects.filter(pk=run.pk, cancel_requested=True).exists():
+            raise _Cancelled
+        chunk = todo[start : start + GENERATION_CHUNK]
+        _chunk_generate(run, models, chunk, seed=run.seed + position[chunk[0].id])
 
-    def progress(count: int) -> None:
-        nonlocal done
-        done += count
-        GenerationRun.objects.filter(pk=run.pk).update(
-            progress_step=done, progress_total=total, heartbeat_at=timezone.now()
-        )
 
-    progress(0)
-    new = _sample(run, version, prompts, run.n, progress)
-    if parent is not None and missing_parent:
-        for prompt_id, samples in _sample(run, parent, missing_parent, 1, progress).items():
-            existing[prompt_id] = annotate_services.completions_add(completions=samples)[0]
+def _round_prompts(run: GenerationRun) -> list[Prompt]:
+    """The round's prompts, chosen once at its first start: a resume must not see a selection that its own
+    comparisons changed (``unpaired``) or that prompts added since would widen."""
+    if not run.prompt_ids:
+        selected = selectors.generation_prompts(run=run)
+        if not selected:
+            raise ValueError("no prompts match this round's selection")
+        run.prompt_ids = [p.id for p in selected]
+        GenerationRun.objects.filter(pk=run.pk).update(prompt_ids=run.prompt_ids)
+        return selected
+    by_id = Prompt.objects.in_bulk(run.prompt_ids)
+    return [by_id[prompt_id] for prompt_id in run.prompt_ids if prompt_id in by_id]
+
+
+def _chunk_generate(run: GenerationRun, models: _Models, chunk: list[Prompt], *, seed: int) -> None:
+    """Sample one chunk, then store its completions, comparisons and progress in one transaction."""
+    existing = selectors.first_completions(version=models.parent, prompts=chunk) if models.parent else {}
+    missing_parent = [p for p in chunk if models.parent is not None and p.id not in existing]
+    new = _sample(run, models, models.version, chunk, run.n, seed)
+    parent_new = {}
+    if models.parent is not None and missing_parent:
+        parent_new = _sample(run, models, models.parent, missing_parent, 1, seed)
     pairs: list[tuple[Completion, Completion]] = []
     created = 0
-    for prompt in prompts:
-        stored = annotate_services.completions_add(completions=new[prompt.id])
-        created += len(stored)
-        if parent is not None:
-            pairs.extend((existing[prompt.id], c) for c in stored)
-        else:
-            pairs.extend(zip(stored[0::2], stored[1::2], strict=False))
-    comparisons = annotate_services.comparisons_create(
-        pairs=pairs, source=f"generation-{run.pk}", purpose=run.purpose
-    )
-    return created, comparisons, total
+    with transaction.atomic():
+        for prompt_id, samples in parent_new.items():
+            existing[prompt_id] = annotate_services.completions_add(completions=samples)[0]
+        for prompt in chunk:
+            stored = annotate_services.completions_add(completions=new[prompt.id])
+            created += len(stored)
+            if models.parent is not None:
+                pairs.extend((existing[prompt.id], c) for c in stored)
+            else:
+                pairs.extend(zip(stored[0::2], stored[1::2], strict=False))
+        comparisons = annotate_services.comparisons_create(
+            pairs=pairs, source=f"generation-{run.pk}", purpose=run.purpose
+        )
+        GenerationRun.objects.filter(pk=run.pk).update(
+            progress_step=F("progress_step") + len(chunk),
+            completions_created=F("completions_created") + created,
+            comparisons_created=F("comparisons_created") + comparisons,
+            heartbeat_at=timezone.now(),
+        )
 
 
 def _sample(
-    run: GenerationRun, version: ModelVersion, prompts: list[Prompt], n: int, progress: Callable[[int], None]
+    run: GenerationRun, models: _Models, version: ModelVersion, prompts: list[Prompt], n: int, seed: int
 ) -> dict[int, list[annotate_services.NewCompletion]]:
-    """``n`` completions of ``version`` per prompt, in chunks so that progress and cancel are seen."""
+    """``n`` completions of ``version`` per prompt, by prompt id."""
     from dpo_engine.generate import generate
-    from dpo_engine.models import load_model, load_tokenizer
 
-    model = load_model(version.path)
-    tokenizer = load_tokenizer(version.path)
-    out: dict[int, list[annotate_services.NewCompletion]] = {}
-    for start in range(0, len(prompts), GENERATION_CHUNK):
-        if GenerationRun.objects.filter(pk=run.pk, cancel_requested=True).exists():
-            raise _Cancelled
-        chunk = prompts[start : start + GENERATION_CHUNK]
-        results = generate(
-            model,
-            tokenizer,
-            [p.messages for p in chunk],
-            n=n,
-            temperature=run.temperature,
-            top_p=run.top_p,
-            max_new_tokens=run.max_new_tokens,
-            seed=run.seed + start,
-        )
-        for prompt, samples in zip(chunk, results, strict=True):
-            out[prompt.id] = [
-                annotate_services.NewCompletion(
-                    prompt_id=prompt.id,
-                    text=sample.text,
-                    model_name=version.name,
-                    model_version_id=version.pk,
-                    generation=_lineage(run, version, index, sample),
-                )
-                for index, sample in enumerate(samples)
-            ]
-        progress(len(chunk))
-    return out
+    model, tokenizer = models.get(version)
+    results = generate(
+        model,
+        tokenizer,
+        [p.messages for p in prompts],
+        n=n,
+        temperature=run.temperature,
+        top_p=run.top_p,
+        max_new_tokens=run.max_new_tokens,
+        seed=seed,
+    )
+    return {
+        prompt.id: [
+            annotate_services.NewCompletion(
+                prompt_id=prompt.id,
+                text=sample.text,
+                model_name=version.name,
+                model_version_id=version.pk,
+                generation=_lineage(run, version, index, sample),
+            )
+            for index, sample in enumerate(samples)
+        ]
+        for prompt, samples in zip(prompts, results, strict=True)
+    }
 
 
 def _lineage(run: GenerationRun, version: ModelVersion, index: int, sample: Any) -> dict[str, Any]:
