@@ -53,10 +53,11 @@ def _instance() -> None:
         completion_b=CompletionFactory(prompt=prompt, text="0.333…", generation={"nested": {"p": [0.1, None, True]}}),
         target_judgements=2,
     )
-    annotate_services.lease_take(annotator=annotator)
+    card = annotate_services.lease_take(annotator=annotator)
+    assert card is not None
     annotate_services.judgement_record(
-        annotator=annotator, comparison_id=comparison.pk, left_id=comparison.completion_b_id,
-        right_id=comparison.completion_a_id, choice="right", strength="clearly", reason="shorter",
+        annotator=annotator, comparison_id=comparison.pk, left_id=card.left.id,
+        right_id=card.right.id, choice="right", strength="clearly", reason="shorter",
     )
     judgement = Judgement.objects.create(
         comparison=comparison, annotator=None, source="gold.jsonl", left=comparison.completion_a,
