@@ -19,6 +19,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from annotate.filters import JudgementFilter
 from config.auth import AuthedRequest, staff_required
 from training import selectors, services
+from training.evaluation import HELDOUT_MIN, HELDOUT_MIN_PAIRS
 from training.forms import GenerationRunForm, TrainingRunForm
 from training.leaderboard import leaderboard
 from training.models import GenerationRun, ModelVersion, TrainingRun
@@ -66,7 +67,10 @@ def training_run_new(request: AuthedRequest) -> HttpResponseBase:
 
 
 def _render_start_form(request: AuthedRequest, form: TrainingRunForm, *, status: int = 200) -> HttpResponse:
-    context = {"form": form, "section": "training", "preview": _preview(form)}
+    context = {
+        "form": form, "section": "training", "preview": _preview(form),
+        "heldout_min_pairs": HELDOUT_MIN_PAIRS, "heldout_min": HELDOUT_MIN,
+    }
     return render(request, "training/run_new.html", context, status=status)
 
 

@@ -17,9 +17,9 @@ from training.evaluation import (
 
 @pytest.mark.parametrize(
     ("pairs", "held"),
-    [(0, 0), (HELDOUT_MIN_PAIRS - 1, 0), (HELDOUT_MIN_PAIRS, HELDOUT_MIN), (45, 4), (100, 10), (2000, 200)],
+    [(0, 0), (HELDOUT_MIN_PAIRS - 1, 0), (HELDOUT_MIN_PAIRS, HELDOUT_MIN), (45, 8), (100, 10), (2000, 200)],
 )
-def test_a_tenth_is_held_out_at_least_four_and_none_below_twenty_pairs(pairs: int, held: int) -> None:
+def test_a_tenth_is_held_out_at_least_eight_and_none_below_forty_pairs(pairs: int, held: int) -> None:
     assert heldout_size(pairs) == held
 
 

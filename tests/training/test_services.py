@@ -13,7 +13,7 @@ from tests.annotate.factories import PromptFactory
 from tests.training.factories import judged_preferences
 from training import selectors, services
 from training.engine_settings import train_spec
-from training.evaluation import HELDOUT_MIN_PAIRS, heldout_indices
+from training.evaluation import HELDOUT_MIN, HELDOUT_MIN_PAIRS, heldout_indices
 from training.models import GenerationRun, ModelVersion, RunStatus, TrainingRun
 
 # Jobs go to a Redis database of this test process: another test run's worker must not take them.
@@ -70,14 +70,16 @@ def test_a_finished_run_locks_the_judgements_it_trained_on_against_undo(tiny_ver
 def test_a_run_takes_the_steps_its_preview_promised_and_is_measured_on_its_held_out_pairs(
     tiny_version, worker, wait_for
 ):
-    judged_preferences(24)
+    judged_preferences(HELDOUT_MIN_PAIRS)
     promised = selectors.training_schedule_preview(judgement_filter=JudgementFilter(), hyperparameters=AUTO_FAST)
     run = services.training_run_start(base_version=tiny_version, hyperparameters=AUTO_FAST)
     worker.start(burst=True)
     wait_for(lambda: _status(run) in (RunStatus.SUCCEEDED, RunStatus.FAILED), what="the run to end")
     assert run.status == RunStatus.SUCCEEDED, run.traceback or worker.output()
     total = promised.schedule["total_steps"]
-    assert (run.dataset_rows, run.heldout_rows) == (promised.training_pairs, promised.heldout) == (20, 4)
+    assert (run.dataset_rows, run.heldout_rows) == (promised.training_pairs, promised.heldout) == (
+        HELDOUT_MIN_PAIRS - HELDOUT_MIN, HELDOUT_MIN
+    )
     assert (run.progress_step, run.schedule["total_steps"]) == (total, total)
     assert f"total_steps={total}" in run.log_tail, "the log repeats the resolved schedule"
     assert list(run.metrics.filter(split="train").values_list("step", flat=True)) == list(range(1, total + 1))

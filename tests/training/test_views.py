@@ -246,7 +246,7 @@ def _fact(page: str, testid: str) -> str:
     return found.group(1)
 
 
-@pytest.mark.parametrize(("decided", "held"), [(12, 0), (30, 4), (60, 6)])
+@pytest.mark.parametrize(("decided", "held"), [(12, 0), (39, 0), (40, 8), (100, 10)])
 def test_the_preview_counts_the_pairs_holds_out_a_share_and_shows_the_engines_schedule(
     staff_client: Client, version: ModelVersion, decided: int, held: int
 ) -> None:

@@ -71,8 +71,8 @@ def test_the_run_records_exactly_the_judgements_its_files_were_built_from(tiny_v
     assert len(rows) == run.dataset_rows + run.heldout_rows == HELDOUT_MIN_PAIRS + len(PAIRS)
 
 
-@pytest.mark.parametrize(("pairs", "held"), [(HELDOUT_MIN_PAIRS - 1, 0), (HELDOUT_MIN_PAIRS, HELDOUT_MIN), (50, 5)])
-def test_freezing_holds_out_a_tenth_of_the_pairs_at_least_four_and_none_below_twenty(
+@pytest.mark.parametrize(("pairs", "held"), [(HELDOUT_MIN_PAIRS - 1, 0), (HELDOUT_MIN_PAIRS, HELDOUT_MIN), (90, 9)])
+def test_freezing_holds_out_a_tenth_of_the_pairs_at_least_eight_and_none_below_forty(
     tiny_version, tmp_path, pairs, held
 ):
     judged_preferences(pairs)
@@ -85,11 +85,11 @@ def test_freezing_holds_out_a_tenth_of_the_pairs_at_least_four_and_none_below_tw
 
 
 def test_the_held_out_pairs_are_the_seeded_choice_and_never_trained_on(tiny_version, tmp_path):
-    comparisons = judged_preferences(30)
+    comparisons = judged_preferences(HELDOUT_MIN_PAIRS)
     run = _run(tiny_version, tmp_path, JudgementFilter())
     run.hyperparameters = {"seed": 7}
     dataset_freeze(run=run)
     held = {r["comparison_id"] for r in _rows(tmp_path / "run" / "heldout.jsonl")}
     trained = {r["comparison_id"] for r in _rows(tmp_path / "run" / "dataset.jsonl")}
-    assert held == {comparisons[i].id for i in heldout_indices(30, seed=7)}
+    assert held == {comparisons[i].id for i in heldout_indices(HELDOUT_MIN_PAIRS, seed=7)}
     assert not held & trained
