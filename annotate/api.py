@@ -63,6 +63,7 @@ class ImportOut(Schema):
     prompts_created: int
     comparisons_created: int
     judgements_created: int
+    judged_before_as: str
 
 
 class ErrorOut(Schema):
