@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 
 from annotate import formats
 from annotate.models import Comparison, Completion, Judgement, Prompt
@@ -81,11 +81,11 @@ def pairs_import(
     if target < 1:
         raise formats.ImportFileError([f"{name}: judgements per comparison must be at least 1"])
     file_hash = formats.file_digest(stream) if judged else ""
-    judged_before_as = _judged_source(file_hash) if judged else ""
-    judging_hash = "" if judged_before_as else file_hash
     reader = formats.RecordReader(stream, name=name, fmt=fmt, kind="pairs")
     totals = (0, 0, 0)
     with transaction.atomic():
+        judged_before_as = _judged_source(file_hash) if judged else ""
+        judging_hash = "" if judged_before_as else file_hash
         for batch in reader.batches(BULK_CHUNK):
             written = _pairs_write(batch, source=name, target=target, file_hash=judging_hash)
             totals = (totals[0] + written[0], totals[1] + written[1], totals[2] + written[2])
@@ -100,7 +100,16 @@ def pairs_import(
 
 
 def _judged_source(file_hash: str) -> str:
-    """The source of an earlier judged import of these bytes, or ""."""
+    """The source of an earlier judged import of these bytes, or "".
+
+    Takes a lock for the rest of the transaction, so that a second judged import of the same
+    bytes waits for the first to commit and then finds it (instead of both finding none, or the
+    second failing on the first's new prompts): on PostgreSQL an advisory lock keyed by the hash
+    (60 of its bits fit a bigint); SQLite's IMMEDIATE transactions already run one writer at a time.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [int(file_hash[:15], 16)])
     earlier = Judgement.objects.filter(annotator=None, import_hash=file_hash).values_list("source", flat=True)
     return earlier.first() or ""
 

@@ -162,7 +162,8 @@ def test_faults_up_to_the_limit_are_all_reported():
 
 
 def test_batches_stop_at_the_first_fault_while_reading_goes_on():
-    lines = [json.dumps({"prompt": f"Q{i}?"}) for i in range(3)] + ["{broken", json.dumps({"prompt": 1})]
+    good = [json.dumps({"prompt": f"Q{i}?"}) for i in range(4)]
+    lines = [*good[:2], "{broken", *good[2:], json.dumps({"prompt": 1})]
     reader = formats.RecordReader(io.BytesIO("\n".join(lines).encode()), name="p.jsonl", fmt=None, kind="prompts")
     assert [len(batch) for batch in reader.batches(2)] == [2]
     assert len(reader.errors) == 2

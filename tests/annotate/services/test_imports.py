@@ -1,6 +1,9 @@
+import contextlib
 import hashlib
+import threading
 
 import pytest
+from django.db import connection
 
 from annotate import services
 from annotate.formats import ImportFileError
@@ -98,3 +101,39 @@ def test_an_unjudged_import_does_not_count_as_the_judged_one(write_jsonl):
     path = write_jsonl(PAIRS, name="gold.jsonl")
     import_pairs(path)
     assert import_pairs(path, judged=True).judgements_created == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_judged_imports_of_the_same_bytes_at_once_judge_once(write_jsonl, tmp_path, monkeypatch):
+    # Each import waits after its check for the other to check too. Without a lock both find no
+    # earlier import, and one fails on the other's new prompts (or both judge); with it, the
+    # second waits for the first to commit (the barrier times out) and then adds nothing.
+    barrier = threading.Barrier(2, timeout=2)
+    check = imports._judged_source
+
+    def check_then_wait(file_hash):
+        found = check(file_hash)
+        with contextlib.suppress(threading.BrokenBarrierError):
+            barrier.wait()
+        return found
+
+    monkeypatch.setattr(imports, "_judged_source", check_then_wait)
+    gold = write_jsonl(PAIRS, name="gold.jsonl")
+    copy = tmp_path / "copy.jsonl"
+    copy.write_bytes(gold.read_bytes())
+    failures = []
+
+    def run(path):
+        try:
+            import_pairs(path, judged=True)
+        except Exception as exc:
+            failures.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(path,)) for path in (gold, copy)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert (failures, Judgement.objects.count()) == ([], 2)
