@@ -197,3 +197,8 @@ def test_a_bad_parquet_row_is_named_by_its_number(tmp_path):
     rows = [{"prompt": "Q?", "chosen": "A", "rejected": "B"}, {"prompt": "Q?", "chosen": "A", "rejected": ""}]
     with pytest.raises(ImportFileError, match=r"data.parquet row 2, field 'rejected': must not be empty"):
         _parquet(tmp_path, rows)
+
+
+def test_a_csv_byte_that_is_not_utf8_is_named_by_line_and_column():
+    error = _errors(b"prompt\nHi?\nCaf\xe9?\n", name="p.csv")
+    assert error.errors == ["p.csv line 3: not UTF-8 text at column 4 (byte 0xe9: invalid continuation byte)"]
