@@ -68,6 +68,7 @@ class ImportOut(Schema):
     prompts_created: int
     comparisons_created: int
     judgements_created: int
+    judged_before_as: str
 
 
 class ErrorOut(Schema):

@@ -1,15 +1,17 @@
 """Reading and validating import files: JSONL, CSV and Parquet records in TRL's formats.
 
-Everything here is pure (no database): it turns a file into validated records, or raises an
-``ImportFileError`` that names the file, the line (or row) and the field.
+Everything here is pure (no database): ``RecordReader`` streams a file through validation and
+hands out valid records in batches; every fault is named by file, line (or row) and the field's
+JSON path, and gathered (up to ``MAX_ERRORS``) into one ``ImportFileError``.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
-import io
 import json
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,27 +19,38 @@ from typing import IO, Any
 
 from django.conf import settings
 
+from annotate.import_files import (
+    FileError,
+    RecordError,
+    SeenIds,
+    csv_records,
+    file_digest,
+    jsonl_records,
+    parquet_records,
+)
+
 ROLES = ("system", "user", "assistant")
 FORMATS = ("jsonl", "csv", "parquet")
-MAX_ERRORS_SHOWN = 20
+# The most faults one import reports: enough to show a pattern (a column of the wrong type,
+# every line of a file in another encoding) without burying the page; reading stops there.
+MAX_ERRORS = 20
 
 Message = dict[str, str]
 
+__all__ = ["RecordError", "file_digest"]
+
 
 class ImportFileError(ValueError):
-    """A file that cannot be imported; ``errors`` lists every bad record found (up to a limit)."""
+    """A file that cannot be imported; ``errors`` lists its faults, at most ``MAX_ERRORS``.
 
-    def __init__(self, errors: list[str]):
+    ``stopped`` says the file had more, left unread.
+    """
+
+    def __init__(self, errors: list[str], *, stopped: bool = False):
         self.errors = errors
-        shown = errors[:MAX_ERRORS_SHOWN]
-        more = f"\n... and {len(errors) - len(shown)} more" if len(errors) > len(shown) else ""
-        super().__init__("\n".join(shown) + more)
-
-
-class RecordError(ValueError):
-    def __init__(self, field_name: str, message: str):
-        self.field_name = field_name
-        super().__init__(message)
+        self.stopped = stopped
+        more = f"\n(stopped after the first {len(errors)} problems)" if stopped else ""
+        super().__init__("\n".join(errors) + more)
 
 
 @dataclass(frozen=True)
@@ -73,76 +86,53 @@ def detect_format(name: str, explicit: str | None = None) -> str:
     return fmt[suffix]
 
 
-def iter_raw_records(stream: IO[bytes], *, name: str, fmt: str) -> Iterator[tuple[str, Any]]:
-    """Yield ``(location, raw_record)`` pairs; location reads like ``pairs.jsonl line 3``."""
-    if fmt == "jsonl":
-        for number, raw_line in enumerate(io.TextIOWrapper(stream, encoding="utf-8", errors="strict"), start=1):
-            line = raw_line.strip()
-            if not line:
-                continue
-            where = f"{name} line {number}"
-            try:
-                yield where, json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield where, RecordError("", f"invalid JSON: {exc.msg} at column {exc.colno}")
-    elif fmt == "csv":
-        reader = csv.DictReader(io.TextIOWrapper(stream, encoding="utf-8", errors="strict", newline=""))
-        # Row 1 is the header, so the first record sits on row 2 as a spreadsheet shows it.
-        for number, row in enumerate(reader, start=2):
-            yield f"{name} row {number}", {k: _csv_cell(v) for k, v in row.items() if k is not None}
-    else:
-        import pyarrow.parquet as pq
-
-        try:
-            table = pq.ParquetFile(stream)
-        except Exception as exc:
-            raise ImportFileError([f"{name}: not a readable Parquet file ({exc})"]) from exc
-        number = 0
-        for batch in table.iter_batches(batch_size=1024):
-            for row in batch.to_pylist():
-                number += 1
-                yield f"{name} row {number}", row
+_JSON_KINDS = {
+    str: "a string",
+    bool: "a boolean",
+    int: "an integer",
+    float: "a number",
+    list: "a list",
+    dict: "an object",
+    type(None): "null",
+}
 
 
-def _csv_cell(value: str | None) -> Any:
-    """CSV cells holding JSON message lists are decoded; anything else stays text."""
-    if value is None:
-        return None
-    stripped = value.strip()
-    if stripped.startswith("[") and stripped.endswith("]"):
-        try:
-            return json.loads(stripped)
-        except json.JSONDecodeError:
-            return value
-    return value
+def _kind(value: Any) -> str:
+    """What a value is, in JSON's words, for messages such as "expected a string, got a list"."""
+    return _JSON_KINDS.get(type(value), type(value).__name__)
 
 
-def _text(value: Any, field_name: str) -> str:
+def _text(value: Any, field_name: str, limit: int) -> str:
     if not isinstance(value, str):
-        raise RecordError(field_name, f"must be a string, got {type(value).__name__}")
+        raise RecordError(field_name, f"expected a string, got {_kind(value)}")
     if not value.strip():
         raise RecordError(field_name, "must not be empty")
-    limit = settings.DUET_MAX_TEXT_CHARS
     if len(value) > limit:
         raise RecordError(field_name, f"is {len(value)} characters long; the limit is {limit}")
     return value
 
 
-def messages_from(value: Any, field_name: str, *, default_role: str) -> list[Message]:
-    """A string becomes one message with ``default_role``; a list must be ``{"role", "content"}`` dicts."""
+def messages_from(value: Any, field_name: str, *, default_role: str, limit: int) -> list[Message]:
+    """A string becomes one message with ``default_role``; a list must be ``{"role", "content"}`` dicts.
+
+    ``limit`` is the longest text allowed (``DUET_MAX_TEXT_CHARS``, read once per file: the lazy
+    settings object cost a sixth of the validation time when read for every message).
+    """
     if isinstance(value, str):
-        return [{"role": default_role, "content": _text(value, field_name)}]
+        return [{"role": default_role, "content": _text(value, field_name, limit)}]
     if not isinstance(value, list) or not value:
-        raise RecordError(field_name, "must be a string or a non-empty list of {role, content} messages")
+        raise RecordError(
+            field_name, f"expected a string or a non-empty list of {{role, content}} messages, got {_kind(value)}"
+        )
     messages = []
     for i, item in enumerate(value):
         where = f"{field_name}[{i}]"
         if not isinstance(item, dict):
-            raise RecordError(where, "must be an object with 'role' and 'content'")
+            raise RecordError(where, f"expected an object with 'role' and 'content', got {_kind(item)}")
         role = item.get("role")
         if role not in ROLES:
             raise RecordError(f"{where}.role", f"must be one of {', '.join(ROLES)}, got {role!r}")
-        messages.append({"role": role, "content": _text(item.get("content"), f"{where}.content")})
+        messages.append({"role": role, "content": _text(item.get("content"), f"{where}.content", limit)})
     return messages
 
 
@@ -151,7 +141,7 @@ def _external_id(record: dict[str, Any]) -> str:
     if value is None or value == "":
         return ""
     if not isinstance(value, str | int):
-        raise RecordError("id", "must be a string or an integer")
+        raise RecordError("id", f"expected a string or an integer, got {_kind(value)}")
     text = str(value)
     if len(text) > 200:
         raise RecordError("id", "is longer than 200 characters")
@@ -172,12 +162,12 @@ def _tags(record: dict[str, Any]) -> list[str]:
     return tags
 
 
-def prompt_record(record: Any) -> PromptRecord:
+def prompt_record(record: Any, *, limit: int) -> PromptRecord:
     if not isinstance(record, dict):
-        raise RecordError("", "must be an object with a 'prompt' field")
+        raise RecordError("", f"expected an object with a 'prompt' field, got {_kind(record)}")
     if "prompt" not in record:
         raise RecordError("prompt", "is missing")
-    messages = messages_from(record["prompt"], "prompt", default_role="user")
+    messages = messages_from(record["prompt"], "prompt", default_role="user", limit=limit)
     if messages[-1]["role"] != "user":
         raise RecordError("prompt", "the last message must come from the user")
     if any(m["role"] == "system" for m in messages[1:]):
@@ -192,13 +182,13 @@ def _model_name(record: dict[str, Any], key: str) -> str:
     return value
 
 
-def pair_record(record: Any) -> PairRecord:
-    prompt = prompt_record(record)
+def pair_record(record: Any, *, limit: int) -> PairRecord:
+    prompt = prompt_record(record, limit=limit)
     sides = {}
     for key in ("chosen", "rejected"):
         if key not in record:
             raise RecordError(key, "is missing")
-        messages = messages_from(record[key], key, default_role="assistant")
+        messages = messages_from(record[key], key, default_role="assistant", limit=limit)
         if any(m["role"] != "assistant" for m in messages):
             raise RecordError(key, "every message must come from the assistant")
         sides[key] = messages
@@ -213,28 +203,99 @@ def pair_record(record: Any) -> PairRecord:
     )
 
 
+class RecordReader:
+    """Streams one file through validation, handing out valid records in batches.
+
+    Batches stop at the first fault (so nothing after it is written), while reading goes on to
+    report up to ``MAX_ERRORS`` faults; ``finish`` then raises them all. A caller writing the
+    batches inside one transaction and calling ``finish`` inside it too stays atomic.
+    """
+
+    def __init__(self, stream: IO[bytes], *, name: str, fmt: str | None, kind: str):
+        self.name = name
+        self.records = 0
+        self.errors: list[str] = []
+        self.stopped = False
+        self._stream = stream
+        self._fmt = detect_format(name, fmt)
+        self._kind = kind
+
+    def batches(self, size: int) -> Iterator[list[Any]]:
+        batch: list[Any] = []
+        for record in self._valid_records():
+            if self.errors:
+                continue
+            batch.append(record)
+            if len(batch) == size:
+                yield batch
+                batch = []
+        if batch and not self.errors:
+            yield batch
+
+    def finish(self) -> None:
+        """Raise every fault found, or that the file held no records."""
+        if self.errors:
+            raise ImportFileError(self.errors, stopped=self.stopped)
+        if not self.records:
+            raise ImportFileError([f"{self.name}: no records found"])
+
+    def _raw_records(self) -> Iterator[tuple[str, Any]]:
+        if self._fmt == "jsonl":
+            return jsonl_records(self._stream)
+        if self._fmt == "csv":
+            return csv_records(self._stream)
+        required = ("prompt",) if self._kind == "prompts" else ("prompt", "chosen", "rejected")
+        return parquet_records(self._stream, required=required)
+
+    def _valid_records(self) -> Iterator[Any]:
+        parse = functools.partial(
+            pair_record if self._kind == "pairs" else prompt_record, limit=settings.DUET_MAX_TEXT_CHARS
+        )
+        seen = SeenIds()
+        try:
+            for where, raw in self._raw_records():
+                try:
+                    if isinstance(raw, RecordError):
+                        raise raw
+                    record = parse(raw)
+                    _check_id_once(seen, record, where)
+                except RecordError as exc:
+                    field_part = f", field '{exc.field_name}'" if exc.field_name else ""
+                    if not self._fault(f"{self.name} {where}{field_part}: {exc}"):
+                        return
+                    continue
+                self.records += 1
+                yield record
+        except FileError as exc:
+            self._fault(f"{self.name}: {exc}")
+        except csv.Error as exc:
+            self._fault(f"{self.name}: malformed CSV ({exc})")
+        finally:
+            seen.close()
+
+    def _fault(self, message: str) -> bool:
+        """Note a fault; False once the limit is passed (the file has more than we report)."""
+        if len(self.errors) >= MAX_ERRORS:
+            self.stopped = True
+            return False
+        self.errors.append(message)
+        return True
+
+
+def _check_id_once(seen: SeenIds, record: PromptRecord | PairRecord, where: str) -> None:
+    external_id = record.prompt.external_id if isinstance(record, PairRecord) else record.external_id
+    if not external_id:
+        return
+    earlier = seen.earlier(external_id, where)
+    if earlier is not None:
+        raise RecordError("id", f"{external_id!r} is also the id on {earlier}")
+
+
 def read_records(stream: IO[bytes], *, name: str, fmt: str | None, kind: str) -> list[Any]:
-    """Validate the whole file; return its records, or raise naming every bad line and field."""
-    parse = pair_record if kind == "pairs" else prompt_record
-    records: list[Any] = []
-    errors: list[str] = []
-    try:
-        for where, raw in iter_raw_records(stream, name=name, fmt=detect_format(name, fmt)):
-            try:
-                if isinstance(raw, RecordError):
-                    raise raw
-                records.append(parse(raw))
-            except RecordError as exc:
-                field_part = f", field '{exc.field_name}'" if exc.field_name else ""
-                errors.append(f"{where}{field_part}: {exc}")
-    except UnicodeDecodeError as exc:
-        errors.append(f"{name}: not UTF-8 text ({exc.reason} at byte {exc.start})")
-    except csv.Error as exc:
-        errors.append(f"{name}: malformed CSV ({exc})")
-    if errors:
-        raise ImportFileError(errors)
-    if not records:
-        raise ImportFileError([f"{name}: no records found"])
+    """The whole file's records as a list, or ``ImportFileError``; for small files (tests, demo)."""
+    reader = RecordReader(stream, name=name, fmt=fmt, kind=kind)
+    records = [record for batch in reader.batches(sys.maxsize) for record in batch]
+    reader.finish()
     return records
 
 

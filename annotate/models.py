@@ -166,6 +166,15 @@ class Judgement(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="judgements"
     )
     source = models.CharField(max_length=300, help_text="'human', or the file a judgement was imported from.")
+    # db_default too: the judging hot path's single-statement INSERT names its columns and not this one.
+    import_hash = models.CharField(
+        max_length=64,
+        blank=True,
+        default="",
+        db_default="",
+        db_index=True,
+        help_text="SHA-256 of the bytes of the file it was imported from; empty for a person's judgement.",
+    )
     left = models.ForeignKey(Completion, on_delete=models.CASCADE, related_name="+")
     right = models.ForeignKey(Completion, on_delete=models.CASCADE, related_name="+")
     choice = models.CharField(max_length=10, choices=Choice.choices)

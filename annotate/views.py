@@ -167,7 +167,7 @@ def import_page(request: AuthedRequest) -> HttpResponse:
                 target_judgements=data["target_judgements"],
             )
     except ImportFileError as exc:
-        context = {"form": form, "file_name": upload.name, "errors": exc.errors}
+        context = {"form": form, "file_name": upload.name, "errors": exc.errors, "errors_stopped": exc.stopped}
         return render(request, "annotate/import.html", context, status=400)
     context = {"form": ImportForm(), "file_name": upload.name, "result": result, "kind": data["kind"]}
     return render(request, "annotate/import.html", context)

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 
 from annotate import formats
 from annotate.models import Comparison, Completion, Judgement, Prompt
-from annotate.services._shared import bulk_get_or_create, comparison_hash, comparison_slot_take
+from annotate.services._shared import BULK_CHUNK, bulk_get_or_create, comparison_hash, comparison_slot_take
 
 
 @dataclass(frozen=True)
@@ -20,12 +20,20 @@ class ImportResult:
     prompts_created: int
     comparisons_created: int = 0
     judgements_created: int = 0
+    # With ``judged``: the source whose judged import already brought these very bytes.
+    judged_before_as: str = ""
 
     def summary(self) -> str:
-        return (
+        text = (
             f"{self.records} records: {self.prompts_created} new prompts, "
             f"{self.comparisons_created} new comparisons, {self.judgements_created} new judgements"
         )
+        if self.judged_before_as:
+            text += (
+                f" (this file's content was already imported with its judgements, as {self.judged_before_as}; "
+                "none were added)"
+            )
+        return text
 
 
 def _prompt_hash(record: formats.PromptRecord) -> str:
@@ -47,56 +55,94 @@ def _prompt_rows(records: Sequence[formats.PromptRecord], source: str) -> dict[s
 
 
 def prompts_import(*, stream: IO[bytes], name: str, fmt: str | None = None) -> ImportResult:
-    """Validate the whole file, then create the prompts it has that are new, in one transaction."""
-    records = formats.read_records(stream, name=name, fmt=fmt, kind="prompts")
+    """Stream the file through validation, creating its new prompts batch by batch in one transaction.
+
+    Any bad record rolls the whole import back.
+    """
+    reader = formats.RecordReader(stream, name=name, fmt=fmt, kind="prompts")
+    created = 0
     with transaction.atomic():
-        _, created = bulk_get_or_create(Prompt, _prompt_rows(records, name))
-    return ImportResult(records=len(records), prompts_created=created)
+        for batch in reader.batches(BULK_CHUNK):
+            created += bulk_get_or_create(Prompt, _prompt_rows(batch, name))[1]
+        reader.finish()
+    return ImportResult(records=reader.records, prompts_created=created)
 
 
 def pairs_import(
     *, stream: IO[bytes], name: str, fmt: str | None = None, judged: bool = False, target_judgements: int | None = None
 ) -> ImportResult:
-    """Validate the whole file, then create prompts, completions and open comparisons atomically.
+    """Stream the file through validation, creating prompts, completions and open comparisons atomically.
 
     With ``judged`` the file's own choice is recorded as a judgement whose source is the file's
-    name, so re-importing the same file adds nothing.
+    name, once per content: the judgements remember the hash of the file's bytes, and a file
+    whose bytes were imported judged before (under any name) adds no judgements.
     """
-    records: list[formats.PairRecord] = formats.read_records(stream, name=name, fmt=fmt, kind="pairs")
     target = target_judgements or settings.DUET_JUDGEMENTS_PER_COMPARISON
     if target < 1:
         raise formats.ImportFileError([f"{name}: judgements per comparison must be at least 1"])
-    prompt_hashes = [_prompt_hash(r.prompt) for r in records]
+    file_hash = formats.file_digest(stream) if judged else ""
+    reader = formats.RecordReader(stream, name=name, fmt=fmt, kind="pairs")
+    totals = (0, 0, 0)
     with transaction.atomic():
-        prompt_ids, prompts_created = bulk_get_or_create(Prompt, _prompt_rows([r.prompt for r in records], name))
-        completion_ids, sides = _pair_completions(records, prompt_hashes, prompt_ids, name)
-        comparison_rows: dict[str, dict[str, Any]] = {}
-        for record, p_hash, (chosen, rejected) in zip(records, prompt_hashes, sides, strict=True):
-            comparison_rows.setdefault(
-                comparison_hash(chosen, rejected),
-                {
-                    "prompt_id": prompt_ids[p_hash],
-                    "completion_a_id": completion_ids[chosen],
-                    "completion_b_id": completion_ids[rejected],
-                    "target_judgements": target,
-                    "source": name,
-                    "tags": record.prompt.tags,
-                },
-            )
-        comparison_ids, comparisons_created = bulk_get_or_create(Comparison, comparison_rows)
-        judgements_created = 0
-        if judged:
-            winners = {
-                comparison_ids[comparison_hash(chosen, rejected)]: (completion_ids[chosen], completion_ids[rejected])
-                for chosen, rejected in sides
-            }
-            judgements_created = _imported_judgements_create(winners=winners, source=name)
+        judged_before_as = _judged_source(file_hash) if judged else ""
+        judging_hash = "" if judged_before_as else file_hash
+        for batch in reader.batches(BULK_CHUNK):
+            written = _pairs_write(batch, source=name, target=target, file_hash=judging_hash)
+            totals = (totals[0] + written[0], totals[1] + written[1], totals[2] + written[2])
+        reader.finish()
     return ImportResult(
-        records=len(records),
-        prompts_created=prompts_created,
-        comparisons_created=comparisons_created,
-        judgements_created=judgements_created,
+        records=reader.records,
+        prompts_created=totals[0],
+        comparisons_created=totals[1],
+        judgements_created=totals[2],
+        judged_before_as=judged_before_as,
     )
+
+
+def _judged_source(file_hash: str) -> str:
+    """The source of an earlier judged import of these bytes, or "".
+
+    Takes a lock for the rest of the transaction, so that a second judged import of the same
+    bytes waits for the first to commit and then finds it (instead of both finding none, or the
+    second failing on the first's new prompts): on PostgreSQL an advisory lock keyed by the hash
+    (60 of its bits fit a bigint); SQLite's IMMEDIATE transactions already run one writer at a time.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [int(file_hash[:15], 16)])
+    earlier = Judgement.objects.filter(annotator=None, import_hash=file_hash).values_list("source", flat=True)
+    return earlier.first() or ""
+
+
+def _pairs_write(
+    records: Sequence[formats.PairRecord], *, source: str, target: int, file_hash: str
+) -> tuple[int, int, int]:
+    """Write one batch; return how many prompts, comparisons and judgements (if ``file_hash``) were new."""
+    prompt_hashes = [_prompt_hash(r.prompt) for r in records]
+    prompt_ids, prompts_created = bulk_get_or_create(Prompt, _prompt_rows([r.prompt for r in records], source))
+    completion_ids, sides = _pair_completions(records, prompt_hashes, prompt_ids, source)
+    comparison_rows: dict[str, dict[str, Any]] = {}
+    for record, p_hash, (chosen, rejected) in zip(records, prompt_hashes, sides, strict=True):
+        comparison_rows.setdefault(
+            comparison_hash(chosen, rejected),
+            {
+                "prompt_id": prompt_ids[p_hash],
+                "completion_a_id": completion_ids[chosen],
+                "completion_b_id": completion_ids[rejected],
+                "target_judgements": target,
+                "source": source,
+                "tags": record.prompt.tags,
+            },
+        )
+    comparison_ids, comparisons_created = bulk_get_or_create(Comparison, comparison_rows)
+    judgements_created = 0
+    if file_hash:
+        winners = {
+            comparison_ids[comparison_hash(chosen, rejected)]: (completion_ids[chosen], completion_ids[rejected])
+            for chosen, rejected in sides
+        }
+        judgements_created = _imported_judgements_create(winners=winners, source=source, file_hash=file_hash)
+    return prompts_created, comparisons_created, judgements_created
 
 
 def _pair_completions(
@@ -125,7 +171,7 @@ def _pair_completions(
     return ids, sides
 
 
-def _imported_judgements_create(*, winners: dict[int, tuple[int, int]], source: str) -> int:
+def _imported_judgements_create(*, winners: dict[int, tuple[int, int]], source: str, file_hash: str) -> int:
     """A file's own choice, as one judgement per comparison from ``source``; takes a slot like a person's."""
     already = set(
         Judgement.objects.filter(comparison_id__in=list(winners), source=source, annotator=None).values_list(
@@ -141,6 +187,7 @@ def _imported_judgements_create(*, winners: dict[int, tuple[int, int]], source: 
         Judgement.objects.create(
             comparison_id=comparison_id,
             source=source,
+            import_hash=file_hash,
             left_id=chosen_id,
             right_id=rejected_id,
             choice=Judgement.Choice.LEFT,

@@ -68,3 +68,20 @@ def test_seed_demo_loads_pairs_and_prints_credentials():
     assert "user: admin  password: " in out
     assert Comparison.objects.filter(source="demo/pairs.jsonl").count() == 12
     assert Judgement.objects.count() == 0
+
+
+def test_import_pairs_judged_from_a_second_path_says_it_added_nothing(write_jsonl, tmp_path):
+    path = write_jsonl([PAIR], name="gold.jsonl")
+    _run("import_pairs", str(path), "--judged")
+    copy = tmp_path / "renamed.jsonl"
+    copy.write_bytes(path.read_bytes())
+    out = _run("import_pairs", str(copy), "--judged")
+    assert f"0 new judgements (this file's content was already imported with its judgements, as {path}" in out
+
+
+def test_import_prompts_of_a_latin1_file_names_the_line_and_column(tmp_path):
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes('{"prompt": "Hi"}\n{"prompt": "Café?"}\n'.encode("latin-1"))
+    with pytest.raises(CommandError, match=r"latin1.jsonl line 2: not UTF-8 text at column 16 \(byte 0xe9"):
+        call_command("import_prompts", str(path))
+    assert Prompt.objects.count() == 0

@@ -13,6 +13,7 @@ from django.test import Client
 from django.utils import timezone
 
 from annotate import services
+from annotate.formats import MAX_ERRORS
 from annotate.models import Assignment, Comparison, Judgement, Prompt
 from tests.annotate.factories import ComparisonFactory, PromptFactory, StaffFactory, UserFactory
 
@@ -441,6 +442,14 @@ def test_import_error_names_line_and_field_and_writes_nothing(staff_client):
     assert "pairs.jsonl line 3, field &#x27;rejected&#x27;: is missing" in response.content.decode()
     assert Prompt.objects.count() == 0
     assert Comparison.objects.count() == 0
+
+
+def test_import_of_a_file_with_more_faults_than_shown_says_reading_stopped(staff_client):
+    broken = [{"prompt": i} for i in range(MAX_ERRORS + 1)]
+    response = staff_client.post("/annotate/import/", {"kind": "prompts", "file": _pairs_file(broken)})
+    page = response.content.decode()
+    assert f"has more than {MAX_ERRORS} problems; reading stopped after these" in page
+    assert page.count("expected a string or a non-empty list") == MAX_ERRORS
 
 
 def test_import_refuses_judged_prompts(staff_client):
