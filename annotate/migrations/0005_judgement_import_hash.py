@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('annotate', '0003_comparison_purpose'),
+        ('annotate', '0004_assignment_one_open_judgement_trained_at'),
     ]
 
     operations = [
