@@ -10,8 +10,9 @@ from django.conf import settings
 from django.db import transaction
 
 from annotate import formats
-from annotate.models import Comparison, Completion, Judgement, Prompt
+from annotate.models import AuditAction, Comparison, Completion, Judgement, Prompt
 from annotate.services._shared import bulk_get_or_create, comparison_hash, comparison_slot_take
+from annotate.services.audit import audit_record
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ def prompts_import(*, stream: IO[bytes], name: str, fmt: str | None = None) -> I
     records = formats.read_records(stream, name=name, fmt=fmt, kind="prompts")
     with transaction.atomic():
         _, created = bulk_get_or_create(Prompt, _prompt_rows(records, name))
+        audit_record(action=AuditAction.PROMPTS_IMPORT, detail={"file": name, "records": len(records), "new": created})
     return ImportResult(records=len(records), prompts_created=created)
 
 
@@ -91,6 +93,7 @@ def pairs_import(
                 for chosen, rejected in sides
             }
             judgements_created = _imported_judgements_create(winners=winners, source=name)
+        audit_record(action=AuditAction.PAIRS_IMPORT, detail={"file": name, "records": len(records), "judged": judged})
     return ImportResult(
         records=len(records),
         prompts_created=prompts_created,
