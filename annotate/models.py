@@ -190,8 +190,14 @@ class Judgement(models.Model):
 
 
 def new_token_key() -> str:
-    """A new API token: 32 random bytes, URL-safe."""
-    return secrets.token_urlsafe(32)
+    """A new API token: 32 random bytes, URL-safe.
+
+    Never one that starts with "-": its prefix is typed after ``api_token --revoke``, where argparse
+    would read it as an option. Skipping those costs 1/64 of the first character's choices.
+    """
+    while (key := secrets.token_urlsafe(32)).startswith("-"):
+        pass
+    return key
 
 
 # Migration 0001 names the old plaintext field's default by this name.

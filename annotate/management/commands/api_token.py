@@ -15,7 +15,9 @@ class Command(BaseCommand):
         parser.add_argument("username")
         action = parser.add_mutually_exclusive_group()
         action.add_argument("--list", action="store_true", help="list the user's tokens: prefix, made, expires")
-        action.add_argument("--revoke", metavar="PREFIX", help="revoke the token that starts with PREFIX")
+        action.add_argument(
+            "--revoke", metavar="PREFIX", help="revoke the token starting with PREFIX (--revoke=-… for one with a dash)"
+        )
         action.add_argument("--rotate", action="store_true", help="revoke every token of the user and make one")
 
     def handle(self, *args: object, **options: object) -> None:
