@@ -6,6 +6,7 @@ TRL's conversational format round-trip; a completion's ``text`` is its assistant
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 
 from django.conf import settings
@@ -205,14 +206,93 @@ class Judgement(models.Model):
         return f"Judgement {self.pk}: {self.choice}"
 
 
-def _new_token() -> str:
-    return secrets.token_urlsafe(32)
+def new_token_key() -> str:
+    """A new API token: 32 random bytes, URL-safe.
+
+    Never one that starts with "-": its prefix is typed after ``api_token --revoke``, where argparse
+    would read it as an option. Skipping those costs 1/64 of the first character's choices.
+    """
+    while (key := secrets.token_urlsafe(32)).startswith("-"):
+        pass
+    return key
+
+
+# Migration 0001 names the old plaintext field's default by this name.
+_new_token = new_token_key
+
+# Enough of a token to tell a user's few tokens apart, far too little to guess the rest (256 bits).
+TOKEN_PREFIX_CHARS = 8
+
+
+def token_digest(key: str) -> str:
+    """What is stored of an API token: its sha256. A token has 256 random bits, so a plain hash is enough."""
+    return hashlib.sha256(key.encode()).hexdigest()
 
 
 class ApiToken(models.Model):
-    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_token")
-    key = models.CharField(max_length=64, unique=True, default=_new_token)
+    """A bearer token for the JSON API, kept only as its digest: the token itself is shown once."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    digest = models.CharField(max_length=64, unique=True)
+    # The token's first characters, so that its owner can tell which one to revoke.
+    prefix = models.CharField(max_length=TOKEN_PREFIX_CHARS)
     created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Empty: never expires.")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:
-        return f"API token of user {self.user_id}"
+        return f"API token {self.prefix}… of user {self.user_id}"
+
+
+class AuditAction(models.TextChoices):
+    """The staff actions that leave an audit line."""
+
+    PROMPTS_IMPORT = "prompts_import", "Imported prompts"
+    PAIRS_IMPORT = "pairs_import", "Imported pairs"
+    EXPORT = "export", "Exported preferences"
+    TRAINING_START = "training_start", "Started a training run"
+    TRAINING_CANCEL = "training_cancel", "Cancelled a training run"
+    TRAINING_RESUME = "training_resume", "Resumed a training run"
+    GENERATION_START = "generation_start", "Started a generation run"
+    GENERATION_CANCEL = "generation_cancel", "Cancelled a generation run"
+    UNFLAG = "unflag", "Unflagged"
+    TOKEN_CREATE = "token_create", "Created an API token"
+    TOKEN_ROTATE = "token_rotate", "Rotated API tokens"
+    TOKEN_REVOKE = "token_revoke", "Revoked an API token"
+
+
+class AuditEntry(models.Model):
+    """Who did what to which object, and when. Written by ``annotate.services.audit``, never edited."""
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Kept as text too, so a line still says who after the account is deleted, and names the OS user
+    # of a command or worker that acted without a signed-in user.
+    actor_name = models.CharField(max_length=150)
+    action = models.CharField(max_length=32, choices=AuditAction.choices, db_index=True)
+    target_type = models.CharField(max_length=100, blank=True)
+    target_id = models.CharField(max_length=64, blank=True)
+    target_label = models.CharField(max_length=200, blank=True)
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "audit entries"
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor_name} {self.action} {self.target_label}".strip()
+
+
+class LoginFailure(models.Model):
+    """One failed sign-in, counted per username and per address by the login throttle."""
+
+    username = models.CharField(max_length=150, db_index=True)
+    ip = models.GenericIPAddressField(null=True, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    def __str__(self) -> str:
+        return f"failed sign-in as {self.username!r} from {self.ip}"

@@ -6,14 +6,26 @@ import itertools
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.db.models import Count, F, Q, QuerySet, Sum
 from django.utils import timezone
 
 from annotate.filters import JudgementFilter
-from annotate.models import Assignment, Comparison, Completion, Judgement, Prompt, Purpose
+from annotate.models import (
+    ApiToken,
+    Assignment,
+    AuditEntry,
+    Comparison,
+    Completion,
+    Judgement,
+    LoginFailure,
+    Prompt,
+    Purpose,
+)
 
 # Decided comparisons loaded per query with their prompt and both completions: one query per
 # 500 rows, memory bounded by 500 comparisons' texts, and the IN list under the 999 parameters
@@ -283,3 +295,35 @@ def prompts_tagged(*, tag: str, limit: int | None = None) -> list[Prompt]:
     # JSON containment is not portable to SQLite, and tags are short lists: filter here.
     chosen = [p for p in Prompt.objects.order_by("id") if tag in (p.tags or [])]
     return chosen[:limit] if limit is not None else chosen
+
+
+# Accounts, tokens and the audit log --------------------------------------------------------
+
+
+def api_tokens_of(*, user: User) -> QuerySet[ApiToken]:
+    """A user's tokens, newest first (their prefixes and expiry; the tokens themselves are not kept)."""
+    return ApiToken.objects.filter(user=user)
+
+
+def audit_entries() -> QuerySet[AuditEntry]:
+    """The audit log, newest first."""
+    return AuditEntry.objects.all()
+
+
+def login_retry_after(*, username: str, ip: str | None) -> int | None:
+    """Seconds until a sign-in as ``username`` from ``ip`` may be tried again; ``None`` when it may now.
+
+    Each limit is reached when that many failures fall within the window, and lifts when the
+    oldest of the most recent ``limit`` failures leaves it.
+    """
+    now = timezone.now()
+    window = timedelta(seconds=settings.DUET_LOGIN_WINDOW_SECONDS)
+    recent = LoginFailure.objects.filter(created_at__gte=now - window).order_by("-created_at")
+    waits: list[int] = []
+    for failures, limit in (
+        (recent.filter(username=username), settings.DUET_LOGIN_FAILURES_PER_USER),
+        (recent.filter(ip=ip) if ip else recent.none(), settings.DUET_LOGIN_FAILURES_PER_IP),
+    ):
+        limiting = failures.values_list("created_at", flat=True)[limit - 1 : limit]
+        waits.extend(max(1, int((at + window - now).total_seconds()) + 1) for at in limiting)
+    return max(waits) if waits else None

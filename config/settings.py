@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.utils import get_random_secret_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -36,10 +37,17 @@ def _secret_key() -> str:
     return path.read_text().strip()
 
 
+def _env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+# Behind HTTPS in production: secure cookies, HSTS, the proxy's scheme header, and no fallbacks
+# for the secret key or the host names (see the production block below).
+DUET_PRODUCTION = _env_bool("DUET_PRODUCTION", False)
 SECRET_KEY = _secret_key()
 DEBUG = _env_bool("DJANGO_DEBUG", False)
-ALLOWED_HOSTS = [h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h]
-CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
+ALLOWED_HOSTS = _env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+CSRF_TRUSTED_ORIGINS = _env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -63,6 +71,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "config.middleware.AuditActorMiddleware",
     "config.middleware.LoginRequiredExceptApiMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -131,7 +140,49 @@ STORAGES = {
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False
 SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+
+if DUET_PRODUCTION:
+    if "DJANGO_SECRET_KEY" not in os.environ:
+        raise ImproperlyConfigured("DUET_PRODUCTION needs DJANGO_SECRET_KEY from the environment")
+    if "DJANGO_ALLOWED_HOSTS" not in os.environ:
+        raise ImproperlyConfigured("DUET_PRODUCTION needs DJANGO_ALLOWED_HOSTS (the site's host names)")
+    if DEBUG:
+        raise ImproperlyConfigured("DJANGO_DEBUG must be off when DUET_PRODUCTION is on")
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_SSL_REDIRECT = True
+    # The TLS-terminating proxy in front says which scheme the browser used; it must overwrite
+    # any X-Forwarded-Proto the client sent.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    # A year, the length browsers' preload lists ask for.
+    SECURE_HSTS_SECONDS = int(os.environ.get("DUET_HSTS_SECONDS", str(365 * 24 * 60 * 60)))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = _env_bool("DUET_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = _env_bool("DUET_HSTS_PRELOAD", True)
+    CSRF_TRUSTED_ORIGINS = CSRF_TRUSTED_ORIGINS or [f"https://{host.lstrip('.')}" for host in ALLOWED_HOSTS]
+
+# Password reset mails a link, so its pages exist only where a mail server is configured.
+EMAIL_HOST = os.environ.get("DJANGO_EMAIL_HOST", "")
+EMAIL_PORT = int(os.environ.get("DJANGO_EMAIL_PORT", "587"))
+EMAIL_HOST_USER = os.environ.get("DJANGO_EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("DJANGO_EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = _env_bool("DJANGO_EMAIL_USE_TLS", True)
+DEFAULT_FROM_EMAIL = os.environ.get("DJANGO_DEFAULT_FROM_EMAIL", "duet@localhost")
+DUET_PASSWORD_RESET = bool(EMAIL_HOST)
+
+# API tokens expire this many days after they are made; unset, they last until revoked.
+DUET_TOKEN_LIFETIME_DAYS = int(days) if (days := os.environ.get("DUET_TOKEN_LIFETIME_DAYS")) else None
+
+# Login throttle: after this many failed sign-ins within the window, further attempts for that
+# username (or from that address) are refused until the oldest failure leaves the window. The
+# per-address limit is higher because one office or proxy address is shared by many people.
+DUET_LOGIN_WINDOW_SECONDS = int(os.environ.get("DUET_LOGIN_WINDOW_SECONDS", str(15 * 60)))
+DUET_LOGIN_FAILURES_PER_USER = int(os.environ.get("DUET_LOGIN_FAILURES_PER_USER", "5"))
+DUET_LOGIN_FAILURES_PER_IP = int(os.environ.get("DUET_LOGIN_FAILURES_PER_IP", "20"))
+# How many reverse proxies in front append to X-Forwarded-For; 0 trusts only the socket's address.
+DUET_TRUSTED_PROXIES = int(os.environ.get("DUET_TRUSTED_PROXIES", "1" if DUET_PRODUCTION else "0"))
 
 # Redis: the real service when REDIS_URL is set, else the embedded one that scripts/start runs.
 REDIS_URL = os.environ.get("REDIS_URL", f"unix://{VAR_DIR / 'redis.sock'}?db=0")

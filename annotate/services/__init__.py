@@ -4,6 +4,7 @@ One module per concern; this package re-exports their public names, so callers w
 ``from annotate import services`` and ``services.judgement_record(...)``.
 """
 
+from annotate.services.audit import audit_record
 from annotate.services.completions import NewCompletion, comparisons_create, completions_add
 from annotate.services.export import EXPORT_FORMATS, ExportResult, export_download, export_preferences
 from annotate.services.imports import ImportResult, pairs_import, prompts_import
@@ -16,8 +17,9 @@ from annotate.services.judging import (
     judgements_mark_trained,
     vote_insert,
 )
+from annotate.services.logins import login_failure_record, login_failures_clear
 from annotate.services.queue import Card, CardSide, assignment_next, assignment_skip, lease_take
-from annotate.services.users import annotator_create, api_token_get_or_create
+from annotate.services.users import IssuedToken, annotator_create, api_token_create, api_token_revoke, api_token_rotate
 
 __all__ = [
     "EXPORT_FORMATS",
@@ -25,13 +27,17 @@ __all__ = [
     "CardSide",
     "ExportResult",
     "ImportResult",
+    "IssuedToken",
     "JudgementConflict",
     "JudgementInvalid",
     "NewCompletion",
     "annotator_create",
-    "api_token_get_or_create",
+    "api_token_create",
+    "api_token_revoke",
+    "api_token_rotate",
     "assignment_next",
     "assignment_skip",
+    "audit_record",
     "comparisons_create",
     "completions_add",
     "export_download",
@@ -41,6 +47,8 @@ __all__ = [
     "judgement_undo_last",
     "judgements_mark_trained",
     "lease_take",
+    "login_failure_record",
+    "login_failures_clear",
     "pairs_import",
     "prompts_import",
     "vote_insert",

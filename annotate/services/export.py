@@ -16,6 +16,8 @@ from django.utils import timezone
 
 from annotate import selectors
 from annotate.filters import EVERY_JUDGEMENT, JudgementFilter
+from annotate.models import AuditAction
+from annotate.services.audit import audit_record
 
 EXPORT_FORMATS = ("jsonl", "parquet", "hf")
 # Rows per Parquet row group: memory holds this many rows at once (as dicts and as Arrow),
@@ -130,6 +132,7 @@ def export_preferences(
         if target.is_dir():
             shutil.rmtree(target)
         os.replace(staging, target)
+    audit_record(action=AuditAction.EXPORT, detail={"path": str(target), "format": fmt, "rows": count})
     return ExportResult(
         path=str(target),
         rows=count,

@@ -10,8 +10,9 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from annotate import formats
-from annotate.models import Comparison, Completion, Judgement, Prompt
+from annotate.models import AuditAction, Comparison, Completion, Judgement, Prompt
 from annotate.services._shared import BULK_CHUNK, bulk_get_or_create, comparison_hash, comparison_slot_take
+from annotate.services.audit import audit_record
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,9 @@ def prompts_import(*, stream: IO[bytes], name: str, fmt: str | None = None) -> I
         for batch in reader.batches(BULK_CHUNK):
             created += bulk_get_or_create(Prompt, _prompt_rows(batch, name))[1]
         reader.finish()
+        audit_record(
+            action=AuditAction.PROMPTS_IMPORT, detail={"file": name, "records": reader.records, "new": created}
+        )
     return ImportResult(records=reader.records, prompts_created=created)
 
 
@@ -90,6 +94,9 @@ def pairs_import(
             written = _pairs_write(batch, source=name, target=target, file_hash=judging_hash)
             totals = (totals[0] + written[0], totals[1] + written[1], totals[2] + written[2])
         reader.finish()
+        audit_record(
+            action=AuditAction.PAIRS_IMPORT, detail={"file": name, "records": reader.records, "judged": judged}
+        )
     return ImportResult(
         records=reader.records,
         prompts_created=totals[0],

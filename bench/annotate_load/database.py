@@ -13,7 +13,7 @@ import psycopg
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
 
-    from annotate.models import ApiToken, Comparison, Completion, Prompt
+    from annotate.models import Comparison, Completion, Prompt
 
 HOST = "127.0.0.1"
 PG_ADMIN_URL = f"postgresql://postgres@{HOST}:5432/postgres"
@@ -102,22 +102,26 @@ def seed(*, annotators: int, comparisons: int, history: int, k: int) -> Seeded:
     # Planner statistics, as a database that has been in use for a while has them.
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
-    return Seeded(accounts=[(t.user_id, t.key) for t in tokens], last_history_judgement=last)
+    return Seeded(accounts=tokens, last_history_judgement=last)
 
 
-def _accounts_create(annotators: int) -> tuple[list[AbstractBaseUser], list[ApiToken]]:
-    """Users without a usable password, each with an API token, as the API's clients log in."""
+def _accounts_create(annotators: int) -> tuple[list[AbstractBaseUser], list[tuple[int, str]]]:
+    """Users without a usable password, each with an API token (its user's id and the token itself)."""
     from django.contrib.auth import get_user_model
     from django.contrib.auth.hashers import make_password
 
-    from annotate.models import ApiToken
+    from annotate.models import TOKEN_PREFIX_CHARS, ApiToken, token_digest
 
     user_model = get_user_model()
     users = user_model.objects.bulk_create(
         [user_model(username=f"bench-annotator-{i:04d}", password=make_password(None)) for i in range(annotators)]
     )
-    tokens = ApiToken.objects.bulk_create([ApiToken(user=u, key=secrets.token_urlsafe(TOKEN_BYTES)) for u in users])
-    return users, tokens
+    keys = [secrets.token_urlsafe(TOKEN_BYTES) for _ in users]
+    pairs = list(zip(users, keys, strict=True))
+    ApiToken.objects.bulk_create(
+        [ApiToken(user=u, digest=token_digest(k), prefix=k[:TOKEN_PREFIX_CHARS]) for u, k in pairs]
+    )
+    return users, [(u.pk, k) for u, k in pairs]
 
 
 def _completions_create(rng: random.Random, total: int) -> tuple[list[Prompt], list[Completion]]:

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.django_db
 
 
 def _auth(user):
-    return {"HTTP_AUTHORIZATION": f"Bearer {services.api_token_get_or_create(user=user)}"}
+    return {"HTTP_AUTHORIZATION": f"Bearer {services.api_token_create(user=user).key}"}
 
 
 def _next(client, user):

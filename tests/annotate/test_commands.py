@@ -5,7 +5,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 
-from annotate.models import Comparison, Judgement, Prompt
+from annotate.models import ApiToken, Comparison, Judgement, Prompt
+from tests.annotate.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -61,6 +62,47 @@ def test_create_annotator_and_api_token(client):
 def test_api_token_for_an_unknown_user_fails():
     with pytest.raises(CommandError, match="no user named 'bob'"):
         call_command("api_token", "bob")
+
+
+def test_create_annotator_staff_is_not_a_superuser():
+    _run("create_annotator", "sam", "--password", "s3cret-pass", "--staff")
+    user = get_user_model().objects.get(username="sam")
+    assert (user.is_staff, user.is_superuser) == (True, False)
+
+
+def test_create_annotator_superuser_is_both():
+    assert "superuser root is ready" in _run("create_annotator", "root", "--password", "s3cret-pass", "--superuser")
+    user = get_user_model().objects.get(username="root")
+    assert (user.is_staff, user.is_superuser) == (True, True)
+
+
+def test_api_token_list_shows_each_tokens_prefix_not_the_token():
+    UserFactory(username="alice")
+    token = _run("api_token", "alice").strip().splitlines()[-1]
+    listing = _run("api_token", "alice", "--list")
+    assert listing.startswith(ApiToken.objects.get().prefix)
+    assert token not in listing
+
+
+def test_api_token_revoke_refuses_the_token(client):
+    UserFactory(username="alice")
+    token = _run("api_token", "alice").strip().splitlines()[-1]
+    _run("api_token", "alice", "--revoke", ApiToken.objects.get().prefix)
+    assert client.get("/api/v1/comparisons/next", HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 401
+
+
+def test_api_token_revoke_of_an_unknown_prefix_fails():
+    UserFactory(username="alice")
+    with pytest.raises(CommandError, match="no token starting 'nope'"):
+        call_command("api_token", "alice", "--revoke", "nope")
+
+
+def test_api_token_rotate_prints_the_one_token_left(client):
+    UserFactory(username="alice")
+    old = _run("api_token", "alice").strip().splitlines()[-1]
+    new = _run("api_token", "alice", "--rotate").strip().splitlines()[-1]
+    assert (ApiToken.objects.count(), ApiToken.objects.get().prefix) == (1, new[:8])
+    assert client.get("/api/v1/comparisons/next", HTTP_AUTHORIZATION=f"Bearer {old}").status_code == 401
 
 
 def test_seed_demo_loads_pairs_and_prints_credentials():

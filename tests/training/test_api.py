@@ -24,7 +24,7 @@ FAST = {
 
 
 def _auth(user):
-    return {"HTTP_AUTHORIZATION": f"Bearer {annotate_services.api_token_get_or_create(user=user)}"}
+    return {"HTTP_AUTHORIZATION": f"Bearer {annotate_services.api_token_create(user=user).key}"}
 
 
 def _post(client, url, payload, user):

@@ -16,7 +16,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from annotate.filters import JudgementFilter
-from annotate.models import Purpose
+from annotate.models import AuditAction, Purpose
+from annotate.services.audit import audit_record
 from training.engine_settings import generation_settings_check, training_config_check
 from training.models import GenerationRun, ModelVersion, RunStatus, TrainingRun
 from training.services.queueing import GPU_QUEUE, enqueue_after_commit, queue_check
@@ -50,6 +51,7 @@ def training_run_start(
         )
         run.out_dir = str(settings.DUET_RUNS_DIR / f"train-{run.pk}")
         run.save(update_fields=["out_dir"])
+        audit_record(action=AuditAction.TRAINING_START, target=run)
         enqueue_after_commit(run=run, job=jobs.train, queue=GPU_QUEUE)
     return run
 
@@ -63,6 +65,8 @@ def training_run_cancel(*, run: TrainingRun | GenerationRun) -> None:
         type(run).objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(
             status=RunStatus.CANCELLED, finished_at=timezone.now(), error="cancelled before it started"
         )
+        cancelled = AuditAction.GENERATION_CANCEL if isinstance(run, GenerationRun) else AuditAction.TRAINING_CANCEL
+        audit_record(action=cancelled, target=run)
     run.refresh_from_db()
 
 
@@ -83,6 +87,7 @@ def training_run_resume(*, run: TrainingRun) -> TrainingRun:
             resumed_count=run.resumed_count + 1,
         )
         run.refresh_from_db()
+        audit_record(action=AuditAction.TRAINING_RESUME, target=run)
         enqueue_after_commit(run=run, job=jobs.train, queue=GPU_QUEUE)
     return run
 
@@ -131,6 +136,7 @@ def generation_run_start(
             after_training=after_training,
             **chosen,
         )
+        audit_record(action=AuditAction.GENERATION_START, target=run)
         if after_training is None:
             enqueue_after_commit(run=run, job=jobs.generate, queue=GPU_QUEUE)
     return run

@@ -25,6 +25,6 @@ class Command(BaseCommand):
             self.stdout.write(f"demo/{name}: {result.summary()}")
         for username, staff in ((options["admin"], True), (options["annotator"], False)):
             password = secrets.token_urlsafe(9)
-            services.annotator_create(username=str(username), password=password, staff=staff)
+            services.annotator_create(username=str(username), password=password, staff=staff, superuser=staff)
             role = "admin    " if staff else "annotator"
             self.stdout.write(self.style.SUCCESS(f"{role}  user: {username}  password: {password}"))

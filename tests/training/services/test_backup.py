@@ -41,7 +41,7 @@ def _instance() -> None:
     unicode, microsecond timestamps, a version cycle (``trained_by``), a judgement without an annotator."""
     staff = StaffFactory(last_login=datetime(2026, 11, 30, 8, 15, 1, 123456, tzinfo=UTC))
     annotator = UserFactory()
-    annotate_services.api_token_get_or_create(user=staff)
+    annotate_services.api_token_create(user=staff)
     base = ModelVersion.objects.create(name="base", path="/models/base", is_default=True)
     prompt = PromptFactory(
         tags=["math", "éval"], source="prompts.jsonl",
