@@ -1,7 +1,14 @@
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from training import services
-from training.management.commands._runs import add_sampling_arguments, sampling_options, version_named, wait
+from training.management.commands._runs import (
+    add_sampling_arguments,
+    add_wait_arguments,
+    sampling_options,
+    version_named,
+    wait,
+    wait_deadline,
+)
 from training.models import GenerationRun
 
 
@@ -19,7 +26,7 @@ class Command(BaseCommand):
         parser.add_argument("--pairing", choices=GenerationRun.Pairing.values, default=None)
         parser.add_argument("--max-prompts", type=int, default=None)
         add_sampling_arguments(parser)
-        parser.add_argument("--wait", action="store_true", help="wait until the round ends")
+        add_wait_arguments(parser, until="the round ends")
 
     def handle(self, *args: object, **options: object) -> None:
         from django.utils.dateparse import parse_datetime
@@ -44,5 +51,10 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         self.stdout.write(f"generation run {run.pk} queued")
         if options["wait"]:
-            done = wait(lambda: services.generation_run_observe(run_id=run.pk), self.stdout, f"generation run {run.pk}")
+            done = wait(
+                lambda: services.generation_run_observe(run_id=run.pk),
+                self.stdout,
+                f"generation run {run.pk}",
+                deadline=wait_deadline(options),
+            )
             self.stdout.write(f"{done.comparisons_created} new comparisons in the queue")  # type: ignore[attr-defined]
