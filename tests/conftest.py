@@ -143,7 +143,7 @@ class Worker:
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, *, burst: bool = False) -> None:
+    def start(self, *, burst: bool = False, env: dict[str, str] | None = None) -> None:
         from django.conf import settings
 
         from config.database_url import current_database_url
@@ -156,6 +156,7 @@ class Worker:
             "DUET_HEARTBEAT_SECONDS": "1",
             "DUET_PROGRESS_SECONDS": "0.2",
             "DUET_MODEL_CACHE": os.environ.get("DUET_MODEL_CACHE", str(self.runs_dir / "model-cache")),
+            **(env or {}),
         }
         args = [sys.executable, "manage.py", "rqworker", "gpu", "default"] + (["--burst"] if burst else [])
         self.process = subprocess.Popen(
@@ -266,6 +267,8 @@ def private_queues(settings):  # type: ignore[no-untyped-def]
     else's worker on another test database, nor theirs by ours.
     """
     import django_rq
+    import redis
+    import rq
 
     url, release = redis_db_claim(settings.REDIS_URL)
     settings.REDIS_URL = url
@@ -273,6 +276,9 @@ def private_queues(settings):  # type: ignore[no-untyped-def]
     for name in settings.RQ_QUEUES:
         django_rq.get_queue(name).empty()  # what a crashed run left behind
     yield url
+    # Through the claimed URL itself: the test may have pointed the settings elsewhere (Redis "down").
+    connection = redis.Redis.from_url(url)
     for name in settings.RQ_QUEUES:
-        django_rq.get_queue(name).empty()
+        rq.Queue(name, connection=connection).empty()
+    connection.close()
     release()

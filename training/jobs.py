@@ -28,11 +28,12 @@ def generate(run_id: int) -> None:
 
 
 class Worker(RQWorker):
-    """An RQ worker that reaps stale runs when it starts and every ``REAP_EVERY_SECONDS`` after.
+    """An RQ worker that reaps stale runs as it starts and every ``REAP_EVERY_SECONDS`` after.
 
-    RQ wakes an idle worker every ``dequeue_timeout`` and a busy one every
-    ``job_monitoring_interval`` to send its own heartbeat; both are shortened to the reaping
-    interval and the reaping rides on that heartbeat, so no thread runs beside the fork.
+    RQ sends the worker's own heartbeat as it starts listening, then wakes an idle worker every
+    ``dequeue_timeout`` and a busy one every ``job_monitoring_interval`` to send it again; both
+    are shortened to the reaping interval and the reaping rides on that heartbeat, so no thread
+    runs beside the fork.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -43,10 +44,6 @@ class Worker(RQWorker):
     @property
     def dequeue_timeout(self) -> int:
         return min(super().dequeue_timeout, REAP_EVERY_SECONDS)
-
-    def bootstrap(self, *args: Any, **kwargs: Any) -> None:
-        super().bootstrap(*args, **kwargs)
-        self.reap()
 
     def heartbeat(self, *args: Any, **kwargs: Any) -> None:
         super().heartbeat(*args, **kwargs)
