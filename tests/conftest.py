@@ -195,7 +195,8 @@ class Worker:
 
 
 @pytest.fixture
-def worker(runs_dir: Path, tmp_path: Path) -> Iterator[Worker]:
+def worker(private_queues: str, runs_dir: Path, tmp_path: Path) -> Iterator[Worker]:
+    """A worker on queues of this test's own: no other test run can take its jobs, nor it theirs."""
     import django_rq
 
     for name in ("gpu", "default"):
