@@ -13,7 +13,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.core.management.base import OutputWrapper
@@ -79,14 +79,16 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def _reap_zombies(skip: set[int]) -> None:
-    """Collect our exited children that are not supervised (orphans re-parented to us)."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            pid = int(stat.parent.name)
-            if int(fields[1]) == os.getpid() and pid not in skip:
-                os.waitpid(pid, os.WNOHANG)
+def _reap_orphans(supervised: set[int]) -> None:
+    """Collect exited orphans re-parented to us; supervised children are left to their ``Popen.poll``."""
+    while True:
+        try:
+            exited = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return
+        if exited is None or exited.si_pid in supervised:
+            return
+        os.waitpid(exited.si_pid, 0)
 
 
 def _kill(pids: list[int]) -> None:
@@ -114,7 +116,6 @@ class Child:
     started_at: float = 0.0
     restart_at: float | None = None
     delay: float = FIRST_RESTART_DELAY
-    restarts: int = field(default=0)
 
 
 class Supervisor:
@@ -139,14 +140,13 @@ class Supervisor:
             if child.restart_at is None and child.process is not None and child.process.poll() is not None:
                 self._died(child, now)
             elif child.restart_at is not None and now >= child.restart_at:
-                child.restarts += 1
                 try:
                     self._start(child)
                 except Exception as exc:  # whatever stops a restart, the next one is planned
                     self.out.write(f"{child.name} did not start ({exc}); trying again in {child.delay:g} s")
                     child.restart_at = now + child.delay
                     child.delay = min(child.delay * 2, LAST_RESTART_DELAY)
-        _reap_zombies(self._supervised_pids())
+        _reap_orphans(self._supervised_pids())
 
     def _died(self, child: Child, now: float) -> None:
         assert child.process is not None
