@@ -37,3 +37,16 @@ def test_an_idle_worker_fails_a_run_that_goes_stale_while_it_waits(tiny_version,
     run = _running(tiny_version, beat_seconds_ago=0)
     # 5 s to go stale, then at most one reaping interval (REAP_EVERY_SECONDS), with slack for a busy machine.
     wait_for(lambda: _status(run) == RunStatus.FAILED, timeout=45, what="the idle worker to reap the run")
+
+
+def test_a_busy_worker_fails_a_run_that_goes_stale_while_its_job_runs(tiny_version, worker, wait_for):
+    import time
+
+    import django_rq
+
+    django_rq.get_queue("gpu").enqueue(time.sleep, 120)
+    worker.start(env={"DUET_HEARTBEAT_TIMEOUT": "5"})
+    wait_for(lambda: "gpu: time.sleep(120)" in worker.output(), timeout=120, what="the worker to take the job")
+    run = _running(tiny_version, beat_seconds_ago=0)
+    # RQ's own check on a busy worker comes every 30 s; the reaping interval is far shorter.
+    wait_for(lambda: _status(run) == RunStatus.FAILED, timeout=25, what="the busy worker to reap the run")
