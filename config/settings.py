@@ -192,6 +192,8 @@ RQ_QUEUES = {
     "gpu": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 60 * 60 * 24},
 }
 RQ_SHOW_ADMIN_LINK = True
+# Every worker also fails the runs of dead workers (a deployment may run workers without `serve`).
+RQ = {"WORKER_CLASS": "training.jobs.Worker"}
 
 # Training and generation runs.
 DUET_RUNS_DIR = Path(os.environ.get("DUET_RUNS_DIR", VAR_DIR / "runs"))

@@ -33,6 +33,30 @@ def write_jsonl(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session", autouse=True)
+def database_as_asked() -> None:
+    """With DATABASE_URL on PostgreSQL (CI), a run that ended up on another database fails.
+
+    Otherwise the PostgreSQL-only paths (the single-statement hot paths, SKIP LOCKED) would skip
+    quietly and CI would pass without ever running them.
+    """
+    from django.db import connection
+
+    if os.environ.get("DATABASE_URL", "").startswith("postgres") and connection.vendor != "postgresql":
+        pytest.fail(f"DATABASE_URL names PostgreSQL but the tests run on {connection.vendor}", pytrace=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def fast_password_hasher() -> None:
+    """Tests create many users; the production hasher's deliberate slowness would dominate their time."""
+    from django.conf import settings
+    from django.contrib.auth.hashers import get_hashers, get_hashers_by_algorithm
+
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    get_hashers.cache_clear()
+    get_hashers_by_algorithm.cache_clear()
+
+
+@pytest.fixture(scope="session", autouse=True)
 def redis_service():  # type: ignore[no-untyped-def]
     """Without REDIS_URL, the tests run on the embedded Redis at the settings' socket, started here."""
     import redis
@@ -111,22 +135,6 @@ def runs_dir(settings, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
     return settings.DUET_RUNS_DIR
 
 
-def _descendants(pid: int) -> list[int]:
-    parents: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        parents[int(stat.parent.name)] = int(fields[1])
-    found, frontier = [], [pid]
-    while frontier:
-        children = [child for child, parent in parents.items() if parent in frontier]
-        found.extend(children)
-        frontier = children
-    return found
-
-
 class Worker:
     """``manage.py rqworker gpu default`` in its own process group, on the test database."""
 
@@ -135,7 +143,7 @@ class Worker:
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, *, burst: bool = False) -> None:
+    def start(self, *, burst: bool = False, env: dict[str, str] | None = None) -> None:
         from django.conf import settings
 
         from config.database_url import current_database_url
@@ -148,6 +156,7 @@ class Worker:
             "DUET_HEARTBEAT_SECONDS": "1",
             "DUET_PROGRESS_SECONDS": "0.2",
             "DUET_MODEL_CACHE": os.environ.get("DUET_MODEL_CACHE", str(self.runs_dir / "model-cache")),
+            **(env or {}),
         }
         args = [sys.executable, "manage.py", "rqworker", "gpu", "default"] + (["--burst"] if burst else [])
         self.process = subprocess.Popen(
@@ -164,8 +173,10 @@ class Worker:
 
         RQ moves the work-horse into a process group of its own, so it is found through /proc.
         """
+        from training.management.commands._supervisor import descendants
+
         assert self.process is not None
-        doomed = [self.process.pid, *_descendants(self.process.pid)]
+        doomed = [self.process.pid, *descendants(self.process.pid)]
         for pid in doomed:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
@@ -184,7 +195,8 @@ class Worker:
 
 
 @pytest.fixture
-def worker(runs_dir: Path, tmp_path: Path) -> Iterator[Worker]:
+def worker(private_queues: str, runs_dir: Path, tmp_path: Path) -> Iterator[Worker]:
+    """A worker on queues of this test's own: no other test run can take its jobs, nor it theirs."""
     import django_rq
 
     for name in ("gpu", "default"):
@@ -207,24 +219,67 @@ def wait_for() -> Callable[..., None]:
     return wait
 
 
+# A claim on a Redis database outlives the longest test (pytest-timeout's 600 s), so the database of
+# a test run that crashed is free again after it; a live run releases its claim when the test ends.
+QUEUE_CLAIM_SECONDS = 900
+QUEUE_CLAIM_KEY = "duet:tests:queues-claimed-by"
+# Databases 1-15 of the default 16, highest first: each engineer's own REDIS_URL is low-numbered.
+QUEUE_DATABASES = range(15, 0, -1)
+
+
+def redis_url_with_db(url: str, db: int) -> str:
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        query = [(k, v) for k, v in parse_qsl(parts.query) if k != "db"] + [("db", str(db))]
+        return f"unix://{parts.path}?{urlencode(query)}"  # urlunsplit would drop the empty host's "//"
+    return urlunsplit(parts._replace(path=f"/{db}"))
+
+
+def redis_db_claim(url: str) -> tuple[str, Callable[[], None]]:
+    """Claim a Redis database no other test run holds (``SET NX`` with an expiry); return its URL and a release."""
+    import uuid
+
+    import redis
+
+    token = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex}"
+    home = redis.Redis.from_url(url).connection_pool.connection_kwargs.get("db", 0)
+    for db in QUEUE_DATABASES:
+        if db == home:
+            continue
+        claimed = redis_url_with_db(url, db)
+        client = redis.Redis.from_url(claimed)
+        if client.set(QUEUE_CLAIM_KEY, token, nx=True, ex=QUEUE_CLAIM_SECONDS):
+
+            def release(client: redis.Redis = client) -> None:
+                if client.get(QUEUE_CLAIM_KEY) == token.encode():
+                    client.delete(QUEUE_CLAIM_KEY)
+                client.close()
+
+            return claimed, release
+        client.close()
+    pytest.fail(f"Redis databases {min(QUEUE_DATABASES)}-{max(QUEUE_DATABASES)} are all claimed by other test runs")
+
+
 @pytest.fixture
 def private_queues(settings):  # type: ignore[no-untyped-def]
-    """Point RQ (and the worker fixture) at a Redis database of this test process's own.
+    """Point RQ (and the worker fixture) at a Redis database that this test alone holds.
 
     Every engineer's tests share one Redis; a job queued here must not be taken by someone
     else's worker on another test database, nor theirs by ours.
     """
     import django_rq
+    import redis
+    import rq
 
-    db = 1 + os.getpid() % 15
-    parts = urlsplit(settings.REDIS_URL)
-    if parts.scheme == "unix":
-        query = [(k, v) for k, v in parse_qsl(parts.query) if k != "db"] + [("db", str(db))]
-        url = f"unix://{parts.path}?{urlencode(query)}"  # urlunsplit would drop the empty host's "//"
-    else:
-        url = urlunsplit(parts._replace(path=f"/{db}"))
+    url, release = redis_db_claim(settings.REDIS_URL)
     settings.REDIS_URL = url
     settings.RQ_QUEUES = {name: {**config, "URL": url} for name, config in settings.RQ_QUEUES.items()}
-    yield url
     for name in settings.RQ_QUEUES:
-        django_rq.get_queue(name).empty()
+        django_rq.get_queue(name).empty()  # what a crashed run left behind
+    yield url
+    # Through the claimed URL itself: the test may have pointed the settings elsewhere (Redis "down").
+    connection = redis.Redis.from_url(url)
+    for name in settings.RQ_QUEUES:
+        rq.Queue(name, connection=connection).empty()
+    connection.close()
+    release()

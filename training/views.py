@@ -37,6 +37,7 @@ def _messages(request: AuthedRequest) -> list[tuple[str, str]]:
 @staff_required
 @require_GET
 def runs_page(request: AuthedRequest) -> HttpResponse:
+    services.runs_reap_stale()  # where every worker died, looking at the runs is what fails theirs
     context = {"overview": selectors.runs_overview(), "section": "training", "flashes": _messages(request)}
     return render(request, "training/runs.html", context)
 
@@ -94,6 +95,7 @@ def training_run_preview(request: AuthedRequest) -> HttpResponse:
 
 
 def _training_context(request: AuthedRequest, run_id: int, **extra: Any) -> dict[str, Any]:
+    services.runs_reap_stale()
     return {
         "detail": selectors.training_run_detail(run_id=run_id),
         "poll_seconds": POLL_SECONDS,
@@ -185,6 +187,7 @@ def training_run_generate_anyway(request: AuthedRequest, run_id: int) -> HttpRes
 
 
 def _generation_context(request: AuthedRequest, run_id: int, **extra: Any) -> dict[str, Any]:
+    services.runs_reap_stale()
     return {
         "run": selectors.generation_run_detail(run_id=run_id),
         "poll_seconds": POLL_SECONDS,

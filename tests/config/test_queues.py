@@ -1,5 +1,6 @@
 """The RQ set-up works against a real Redis: the service at REDIS_URL, or the embedded one."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,13 +13,14 @@ from django.conf import settings
 from config.embedded_redis import start_embedded_redis
 
 
-def test_a_real_worker_runs_a_job_from_the_default_queue():
+def test_a_real_worker_runs_a_job_from_the_default_queue(private_queues: str):
     queue = django_rq.get_queue("default")
     job = queue.enqueue("math.factorial", 10)
     try:
         subprocess.run(
             [sys.executable, "manage.py", "rqworker", "default", "--burst"],
             cwd=settings.BASE_DIR,
+            env={**os.environ, "REDIS_URL": private_queues},
             check=True,
             timeout=120,
             capture_output=True,

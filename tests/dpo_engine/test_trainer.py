@@ -84,9 +84,16 @@ def test_final_model_loads_and_has_changed(tiny_model_dir, make_preference_file,
 
 def test_precomputed_reference_matches_frozen(tiny_model_dir, make_preference_file, tmp_path):
     data = make_preference_file(n=8)
-    frozen = train(small_config(tiny_model_dir, data, tmp_path / "a", epochs=2))
-    precomputed = train(small_config(tiny_model_dir, data, tmp_path / "b", epochs=2, reference="precomputed"))
-    for a, b in zip(read_metrics(frozen.out_dir), read_metrics(precomputed.out_dir), strict=True):
+    frozen_log, precomputed_log = [], []
+    frozen = train(small_config(tiny_model_dir, data, tmp_path / "a", epochs=2, reference="frozen"),
+                   callbacks=TrainCallbacks(on_log=frozen_log.append))
+    precomputed = train(small_config(tiny_model_dir, data, tmp_path / "b", epochs=2, reference="precomputed"),
+                        callbacks=TrainCallbacks(on_log=precomputed_log.append))
+    assert not any("precomputed reference" in line for line in frozen_log), "the frozen run keeps a model copy"
+    assert any("precomputed reference" in line for line in precomputed_log)
+    pairs = list(zip(read_metrics(frozen.out_dir), read_metrics(precomputed.out_dir), strict=True))
+    assert pairs[-1][0]["rewards/margins"] != pytest.approx(0.0, abs=1e-4), "the policy moved away from the reference"
+    for a, b in pairs:
         assert b["rewards/margins"] == pytest.approx(a["rewards/margins"], abs=1e-4)
         assert b["loss"] == pytest.approx(a["loss"], abs=1e-5)
 

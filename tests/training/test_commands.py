@@ -87,3 +87,9 @@ def test_next_round_trains_then_generates_with_the_new_version(tiny_version, wor
     new = ModelVersion.objects.exclude(trained_by=None).get()
     assert out.strip().splitlines()[-1].startswith(f"{new.name}: ")
     assert new.generation_runs.get().status == "succeeded"
+
+
+def test_wait_gives_up_after_its_timeout_when_no_worker_takes_the_run(tiny_version):
+    PromptFactory.create_batch(1)
+    with pytest.raises(CommandError, match="still queued after the wait timeout"):
+        call_command("generate", "--model", "tiny", "--n", "2", "--wait", "--wait-timeout", "0.1", stdout=StringIO())

@@ -1,6 +1,7 @@
 """Training and generation runs executed by a real RQ worker on the Redis service, with a tiny model."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -152,7 +153,9 @@ def test_a_killed_worker_is_detected_and_the_run_resumes_from_its_checkpoint(tin
     worker.start()
     wait_for(lambda: run.refresh_from_db() or run.progress_step >= 3, what="three steps")
     worker.kill()
-    wait_for(lambda: services.runs_reap_stale() or _status(run) == RunStatus.FAILED, timeout=30, what="the reaper")
+    # No worker is left to reap it: reading the run (as its page, the API and --wait do) finds it dead.
+    observed = lambda: services.training_run_observe(run_id=run.pk).status == RunStatus.FAILED  # noqa: E731
+    wait_for(observed, timeout=30, what="reading the run to fail it")
     assert _status(run) == RunStatus.FAILED
     assert "stopped answering" in run.error
     checkpointed = selectors.newest_checkpoint_step(run.out_dir)
@@ -163,7 +166,10 @@ def test_a_killed_worker_is_detected_and_the_run_resumes_from_its_checkpoint(tin
     worker.start(burst=True)
     wait_for(lambda: _status(run) in (RunStatus.SUCCEEDED, RunStatus.FAILED), timeout=300, what="the resumed run")
     assert run.status == RunStatus.SUCCEEDED, run.traceback
-    assert f"at step {checkpointed}/{run.progress_total}" in run.log_tail, "it continued from its checkpoint"
+    resumed = re.search(r"resumed from \S+ at step (\d+)/(\d+)", run.log_tail)
+    assert resumed is not None, run.log_tail
+    assert int(resumed[1]) == checkpointed, "it continued from its newest checkpoint's step"
+    assert int(resumed[2]) == run.progress_total
     steps = list(run.metrics.filter(split="train").values_list("step", flat=True))
     assert steps == list(range(1, run.progress_total + 1)), "the resumed curve continues without a gap"
     assert run.resumed_count == 1

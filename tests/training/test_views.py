@@ -852,3 +852,33 @@ def test_the_leaderboard_shows_ratings_win_rate_against_the_parent_and_position_
     assert re.search(r"tiny-base\+dpo1</a>.*?<strong>100%</strong>", page, re.S)
     assert "3 / 0 / 1" in page
     assert '<div class="value" data-testid="position-bias">67%</div>' in page
+
+
+# A dead worker's run ---------------------------------------------------------------------
+
+
+def _stale(run: TrainingRun | GenerationRun) -> None:
+    from datetime import timedelta
+
+    from django.conf import settings
+    from django.utils import timezone
+
+    beat = timezone.now() - timedelta(seconds=settings.DUET_HEARTBEAT_TIMEOUT + 1)
+    type(run).objects.filter(pk=run.pk).update(status=RunStatus.RUNNING, started_at=beat, heartbeat_at=beat)
+
+
+def test_reading_a_run_whose_worker_died_fails_it(staff_client: Client, version: ModelVersion) -> None:
+    run = TrainingRun.objects.create(base_version=version, hyperparameters={})
+    _stale(run)
+    response = staff_client.get(f"/training/runs/{run.pk}/live/", headers=HTMX)
+    run.refresh_from_db()
+    assert run.status == RunStatus.FAILED
+    assert "stopped answering" in _text(response)
+
+
+def test_reading_a_generation_round_whose_worker_died_fails_it(staff_client: Client, child: ModelVersion) -> None:
+    run = GenerationRun.objects.create(model_version=child, n=1, pairing=GenerationRun.Pairing.PARENT)
+    _stale(run)
+    staff_client.get(f"/training/generations/{run.pk}/")
+    run.refresh_from_db()
+    assert run.status == RunStatus.FAILED

@@ -240,19 +240,30 @@ def generation_run_resume(*, run: GenerationRun) -> GenerationRun:
     return run
 
 
+# How often a worker (busy or idle) looks for runs whose worker died: with the heartbeat timeout
+# (DUET_HEARTBEAT_TIMEOUT, 45 s by default) a run is failed within a minute of its worker's death.
+REAP_EVERY_SECONDS = 10
+
+
 def runs_reap_stale() -> int:
-    """Mark running runs whose worker stopped sending heartbeats as failed; return how many."""
+    """Mark running runs whose worker stopped sending heartbeats as failed; return how many.
+
+    The one home of the staleness rule: every worker calls it every ``REAP_EVERY_SECONDS`` and
+    reading a run (its page, the API, a command's ``--wait``) calls it first. It reads before it
+    writes, so the pages that poll it take no write lock while every worker is alive.
+    """
     now = timezone.now()
     cutoff = now - timedelta(seconds=settings.DUET_HEARTBEAT_TIMEOUT)
+    stale_after = Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff)
     reaped = 0
     for model in (TrainingRun, GenerationRun):
-        stale = model.objects.filter(status=RunStatus.RUNNING).filter(
-            Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff)
-        )
+        stale = model.objects.filter(stale_after, status=RunStatus.RUNNING)
+        if not stale.exists():
+            continue
         reaped += stale.update(
             status=RunStatus.FAILED,
             finished_at=now,
-            error=f"the worker stopped answering (no heartbeat for {settings.DUET_HEARTBEAT_TIMEOUT} s): "
+            error=f"the worker stopped answering (no heartbeat for {settings.DUET_HEARTBEAT_TIMEOUT:g} s): "
             "it was killed, ran out of memory or lost its machine; resume the run to continue from its checkpoint",
         )
     return reaped

@@ -48,7 +48,7 @@ def enqueue_after_commit(*, run: TrainingRun | GenerationRun, job: Callable[...,
                 job, run.pk, job_timeout=settings.DUET_JOB_TIMEOUT, failure_ttl=JOB_FAILURE_TTL_SECONDS
             )
         except _redis_errors() as exc:
-            type(run).objects.filter(pk=run.pk).delete()
+            _run_discard(run=run)
             raise QueueUnavailable(
                 f"Redis at {settings.REDIS_URL} cannot be reached ({exc}); nothing was started"
             ) from exc
@@ -56,3 +56,11 @@ def enqueue_after_commit(*, run: TrainingRun | GenerationRun, job: Callable[...,
         run.rq_job_id = rq_job.id
 
     transaction.on_commit(enqueue, robust=False)
+
+
+def _run_discard(*, run: TrainingRun | GenerationRun) -> None:
+    """Remove a run that never reached its queue, with the rounds chained to it: nothing else would ever queue them."""
+    with transaction.atomic():
+        if isinstance(run, TrainingRun):
+            GenerationRun.objects.filter(after_training=run).delete()
+        type(run).objects.filter(pk=run.pk).delete()

@@ -48,8 +48,31 @@ def version_named(name: str | None, fallback: Callable[[], ModelVersion]) -> Mod
     return version
 
 
-def wait(observe: Callable[[], object], out: OutputWrapper, label: str, poll_seconds: float = 2.0) -> object:
-    """Poll until the run ends, printing its progress when it changes; fail the command if it did not succeed."""
+def add_wait_arguments(parser: argparse.ArgumentParser, *, until: str) -> None:
+    """``--wait`` and its limit: a command that waits must end even when no worker ever takes the run."""
+    from django.conf import settings
+
+    parser.add_argument("--wait", action="store_true", help=f"wait until {until}")
+    parser.add_argument(
+        "--wait-timeout",
+        type=float,
+        default=settings.DUET_JOB_TIMEOUT,
+        metavar="SECONDS",
+        help="give up waiting after this long (the run goes on); default: the longest a job may run",
+    )
+
+
+def wait_deadline(options: dict[str, Any]) -> float:
+    return time.monotonic() + float(options["wait_timeout"])
+
+
+def wait(
+    observe: Callable[[], object], out: OutputWrapper, label: str, *, deadline: float, poll_seconds: float = 2.0
+) -> object:
+    """Poll until the run ends, printing its progress when it changes; fail the command if it did not succeed.
+
+    Past ``deadline`` (``time.monotonic()``) the command fails and the run is left as it is.
+    """
     last = None
     while True:
         run = observe()
@@ -64,4 +87,9 @@ def wait(observe: Callable[[], object], out: OutputWrapper, label: str, poll_sec
             if run.status != RunStatus.SUCCEEDED:  # type: ignore[attr-defined]
                 raise CommandError(f"{label} {run.status}: {run.error}")  # type: ignore[attr-defined]
             return run
+        if time.monotonic() >= deadline:
+            raise CommandError(
+                f"{label} is still {run.status} after the wait timeout; it goes on "  # type: ignore[attr-defined]
+                "(is a worker running? `manage.py rqworker gpu default` runs one)"
+            )
         time.sleep(poll_seconds)

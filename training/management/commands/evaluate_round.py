@@ -8,7 +8,14 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from training import services
-from training.management.commands._runs import add_sampling_arguments, sampling_options, version_named, wait
+from training.management.commands._runs import (
+    add_sampling_arguments,
+    add_wait_arguments,
+    sampling_options,
+    version_named,
+    wait,
+    wait_deadline,
+)
 
 
 class Command(BaseCommand):
@@ -25,7 +32,7 @@ class Command(BaseCommand):
             "--prompts", type=int, default=None, help="at most this many held-out prompts, oldest first (default: all)"
         )
         add_sampling_arguments(parser)
-        parser.add_argument("--wait", action="store_true", help="wait until the round ends")
+        add_wait_arguments(parser, until="the round ends")
 
     def handle(self, *args: object, **options: Any) -> None:
         version = version_named(options["model"], services.latest_model_version)
@@ -39,5 +46,10 @@ class Command(BaseCommand):
         label = f"evaluation round {run.pk}"
         self.stdout.write(f"{label} queued: {version.name} against its parent on the {tag!r} prompts")
         if options["wait"]:
-            done = wait(lambda: services.generation_run_observe(run_id=run.pk), self.stdout, label)
+            done = wait(
+                lambda: services.generation_run_observe(run_id=run.pk),
+                self.stdout,
+                label,
+                deadline=wait_deadline(options),
+            )
             self.stdout.write(f"{done.comparisons_created} evaluation comparisons in the queue")  # type: ignore[attr-defined]

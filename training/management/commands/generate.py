@@ -1,7 +1,14 @@
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from training import services
-from training.management.commands._runs import add_sampling_arguments, sampling_options, version_named, wait
+from training.management.commands._runs import (
+    add_sampling_arguments,
+    add_wait_arguments,
+    sampling_options,
+    version_named,
+    wait,
+    wait_deadline,
+)
 from training.models import GenerationRun
 
 
@@ -23,13 +30,18 @@ class Command(BaseCommand):
         parser.add_argument(
             "--resume", type=int, default=None, metavar="RUN", help="resume this failed or cancelled round"
         )
-        parser.add_argument("--wait", action="store_true", help="wait until the round ends")
+        add_wait_arguments(parser, until="the round ends")
 
     def handle(self, *args: object, **options: object) -> None:
         resume = options["resume"]
         run = self._resume(resume) if isinstance(resume, int) else self._start(options)
         if options["wait"]:
-            done = wait(lambda: services.generation_run_observe(run_id=run.pk), self.stdout, f"generation run {run.pk}")
+            done = wait(
+                lambda: services.generation_run_observe(run_id=run.pk),
+                self.stdout,
+                f"generation run {run.pk}",
+                deadline=wait_deadline(options),
+            )
             self.stdout.write(f"{done.comparisons_created} new comparisons in the queue")  # type: ignore[attr-defined]
 
     def _resume(self, run_id: int) -> GenerationRun:

@@ -4,10 +4,12 @@ from training import services
 from training.management.commands._runs import (
     add_sampling_arguments,
     add_training_arguments,
+    add_wait_arguments,
     sampling_options,
     training_options,
     version_named,
     wait,
+    wait_deadline,
 )
 
 
@@ -23,7 +25,7 @@ class Command(BaseCommand):
         parser.add_argument("--max-prompts", type=int, default=None)
         # The sampling seed is left out: --seed is the training run's.
         add_sampling_arguments(parser, names=("max_new_tokens", "temperature", "top_p"))
-        parser.add_argument("--wait", action="store_true")
+        add_wait_arguments(parser, until="both runs end")
         add_training_arguments(parser)
 
     def handle(self, *args: object, **options: object) -> None:
@@ -41,11 +43,19 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         self.stdout.write(f"training run {train_run.pk} and generation run {gen_run.pk} queued")
         if options["wait"]:
+            # One limit for both runs: the generation cannot start before its training run ends.
+            deadline = wait_deadline(options)
             wait(
-                lambda: services.training_run_observe(run_id=train_run.pk), self.stdout, f"training run {train_run.pk}"
+                lambda: services.training_run_observe(run_id=train_run.pk),
+                self.stdout,
+                f"training run {train_run.pk}",
+                deadline=deadline,
             )
             wait(
-                lambda: services.generation_run_observe(run_id=gen_run.pk), self.stdout, f"generation run {gen_run.pk}"
+                lambda: services.generation_run_observe(run_id=gen_run.pk),
+                self.stdout,
+                f"generation run {gen_run.pk}",
+                deadline=deadline,
             )
             gen_run.refresh_from_db()
             self.stdout.write(f"{gen_run.model_version.name}: {gen_run.comparisons_created} new comparisons queued")

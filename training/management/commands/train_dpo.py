@@ -5,7 +5,14 @@ from django.utils.dateparse import parse_datetime
 
 from annotate.filters import JudgementFilter
 from training import services
-from training.management.commands._runs import add_training_arguments, training_options, version_named, wait
+from training.management.commands._runs import (
+    add_training_arguments,
+    add_wait_arguments,
+    training_options,
+    version_named,
+    wait,
+    wait_deadline,
+)
 
 
 class Command(BaseCommand):
@@ -19,7 +26,7 @@ class Command(BaseCommand):
         parser.add_argument("--since", default=None, help="only judgements made since this date/time")
         parser.add_argument("--min-agreement", type=float, default=0.0, help="keep pairs at least this agreed")
         parser.add_argument("--exclude-annotator", action="append", default=[], metavar="NAME")
-        parser.add_argument("--wait", action="store_true", help="wait until the run ends")
+        add_wait_arguments(parser, until="the run ends")
         add_training_arguments(parser)
 
     def handle(self, *args: object, **options: object) -> None:
@@ -43,6 +50,11 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         self.stdout.write(f"training run {run.pk} queued at {datetime.now(UTC):%H:%M:%S}")
         if options["wait"]:
-            wait(lambda: services.training_run_observe(run_id=run.pk), self.stdout, f"training run {run.pk}")
+            wait(
+                lambda: services.training_run_observe(run_id=run.pk),
+                self.stdout,
+                f"training run {run.pk}",
+                deadline=wait_deadline(options),
+            )
             self.stdout.write(run.base_version.__class__.objects.get(trained_by=run).name)
 

@@ -6,7 +6,10 @@ from training import services
 
 
 class Command(BaseCommand):
-    help = "Fail runs whose worker stopped sending heartbeats (killed, out of memory, machine lost); loops."
+    help = (
+        "Fail runs whose worker stopped sending heartbeats (killed, out of memory, machine lost); loops. "
+        "Every RQ worker does the same as it runs: this is a watchdog for a deployment that wants one apart."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--every", type=float, default=10.0, help="seconds between checks")
