@@ -11,10 +11,12 @@ from ninja import Router, Schema
 from pydantic import Field, create_model
 
 from annotate.filters import JudgementFilter
+from config.api_types import RowId
 from config.auth import StaffBearerToken
 from training import selectors, services
 from training.engine_settings import SAMPLING_FIELDS, sampling_spec, schema_field
 from training.models import GenerationRun, ModelVersion, RunStatus, TrainingMetric, TrainingRun
+from training.services.control import MAX_PROMPTS_MAX
 
 router = Router(auth=StaffBearerToken(), tags=["training"])
 
@@ -76,7 +78,7 @@ GenerationIn = create_model(  # type: ignore[call-overload]
     since=(datetime | None, None),
     tag=(str, ""),
     pairing=(str | None, None),
-    max_prompts=(int | None, Field(default=None, ge=1)),
+    max_prompts=(int | None, Field(default=None, ge=1, le=MAX_PROMPTS_MAX)),
     **{name: schema_field(sampling_spec(name)) for name in SAMPLING_FIELDS},
 )
 
@@ -170,12 +172,12 @@ def run_start(request: HttpRequest, payload: RunIn) -> Any:
 
 
 @router.get("/runs/{run_id}", response={200: RunOut, 404: ErrorOut})
-def run_detail(request: HttpRequest, run_id: int) -> Any:
+def run_detail(request: HttpRequest, run_id: RowId) -> Any:
     return 200, run_out(services.training_run_observe(run_id=run_id))
 
 
 @router.post("/runs/{run_id}/cancel", response={200: RunOut, 404: ErrorOut, 409: ErrorOut})
-def run_cancel(request: HttpRequest, run_id: int) -> Any:
+def run_cancel(request: HttpRequest, run_id: RowId) -> Any:
     run = get_object_or_404(TrainingRun, pk=run_id)
     try:
         services.training_run_cancel(run=run)
@@ -185,7 +187,7 @@ def run_cancel(request: HttpRequest, run_id: int) -> Any:
 
 
 @router.post("/runs/{run_id}/resume", response={202: RunOut, 404: ErrorOut, 409: ErrorOut, 503: ErrorOut})
-def run_resume(request: HttpRequest, run_id: int) -> Any:
+def run_resume(request: HttpRequest, run_id: RowId) -> Any:
     run = get_object_or_404(TrainingRun, pk=run_id)
     try:
         services.training_run_resume(run=run)
@@ -226,5 +228,5 @@ def generation_start(request: HttpRequest, payload: GenerationIn) -> Any:  # typ
 
 
 @router.get("/generations/{run_id}", response={200: GenerationOut, 404: ErrorOut})
-def generation_detail(request: HttpRequest, run_id: int) -> Any:
+def generation_detail(request: HttpRequest, run_id: RowId) -> Any:
     return 200, generation_out(services.generation_run_observe(run_id=run_id))

@@ -8,8 +8,9 @@ from typing import Any
 from django import forms
 
 from annotate.forms import JudgementFilterForm, start_of_day
-from training.engine_settings import form_field, sampling_spec, train_spec
+from training.engine_settings import form_field, sampling_spec, train_spec, training_config_check
 from training.models import GenerationRun, ModelVersion
+from training.services.control import MAX_PROMPTS_MAX
 
 # The hyper-parameters the start form offers, in the order shown; the rest keep TrainConfig's defaults.
 TRAINING_FIELDS = (
@@ -121,6 +122,21 @@ class TrainingRunForm(JudgementFilterForm):
     def clean_optimizer(self) -> str | None:
         return self.cleaned_data.get("optimizer") or None
 
+    def clean(self) -> dict[str, Any]:
+        """The engine's own check of the hyper-parameters, its error on the field it names.
+
+        The fields carry the bounds a form can show (inclusive ones); the check is exact (a learning
+        rate of 0, a prompt length not below the length), and runs again when the run starts.
+        """
+        cleaned = super().clean() or {}
+        if not self.errors:
+            try:
+                training_config_check(self.hyperparameters())
+            except ValueError as exc:
+                field = getattr(exc, "field", None)
+                self.add_error(field if field in self.fields else None, str(exc))
+        return cleaned
+
 
 def _hyperparameter_field(name: str) -> forms.Field:
     """The form field of a ``TrainConfig`` field; one whose default is None ("auto") may stay empty."""
@@ -150,7 +166,11 @@ class GenerationRunForm(forms.Form):
     tag = forms.CharField(required=False, max_length=100, help_text="For prompts with a tag.")
     pairing = forms.ChoiceField(choices=GenerationRun.Pairing.choices, widget=forms.RadioSelect)
     max_prompts = forms.IntegerField(
-        required=False, min_value=1, label="At most this many prompts", help_text="Empty: every matching prompt."
+        required=False,
+        min_value=1,
+        max_value=MAX_PROMPTS_MAX,
+        label="At most this many prompts",
+        help_text="Empty: every matching prompt.",
     )
 
     def __init__(self, *args: Any, version: ModelVersion, **kwargs: Any) -> None:
