@@ -5,7 +5,7 @@ from django.core.management import CommandError, call_command
 
 from tests.annotate.factories import PromptFactory
 from tests.training.factories import judged_preferences
-from training.models import ModelVersion
+from training.models import ModelVersion, TrainingRun
 
 # Jobs go to a Redis database of this test process: another test run's worker must not take them.
 pytestmark = pytest.mark.usefixtures("private_queues")
@@ -64,3 +64,19 @@ def test_next_round_trains_then_generates_with_the_new_version(tiny_version, wor
     new = ModelVersion.objects.exclude(trained_by=None).get()
     assert out.strip().splitlines()[-1].startswith(f"{new.name}: ")
     assert new.generation_runs.get().status == "succeeded"
+
+
+@pytest.mark.parametrize("since", ["yesterday", "2026-13-45", "0001-01-01T00:00:00+14:00"])
+def test_train_dpo_with_a_bad_since_fails_naming_it(db, since):
+    ModelVersion.objects.create(name="plain", path="/models/plain")
+    with pytest.raises(CommandError, match="since"):
+        call_command("train_dpo", "--base", "plain", "--since", since)
+    assert not TrainingRun.objects.exists()
+
+
+@pytest.mark.parametrize(("option", "value"), [("--lr", "0"), ("--batch-size", "-1"), ("--min-agreement", "5")])
+def test_train_dpo_with_a_value_out_of_range_fails_before_queueing(db, option, value):
+    ModelVersion.objects.create(name="plain", path="/models/plain")
+    with pytest.raises(CommandError, match=option.removeprefix("--").replace("-", "_")):
+        call_command("train_dpo", "--base", "plain", option, value)
+    assert not TrainingRun.objects.exists()
