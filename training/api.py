@@ -8,13 +8,13 @@ from typing import Any
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
 from ninja import Router, Schema
-from pydantic import Field, create_model
+from pydantic import ConfigDict, Field, create_model
 
 from annotate.filters import JudgementFilter
 from config.api_types import RowId
 from config.auth import StaffBearerToken
 from training import selectors, services
-from training.engine_settings import SAMPLING_FIELDS, sampling_spec, schema_field
+from training.engine_settings import SAMPLING_FIELDS, sampling_spec, schema_field, train_settings_fields
 from training.models import GenerationRun, ModelVersion, RunStatus, TrainingMetric, TrainingRun
 from training.services.control import MAX_PROMPTS_MAX
 
@@ -25,9 +25,19 @@ class ErrorOut(Schema):
     detail: str
 
 
+class _Closed(Schema):
+    """A schema that refuses names it does not declare, so a misspelt setting is a 400, not ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# Every hyper-parameter of TrainConfig with its type and bounds; the run start checks them again, exactly.
+TrainingSettingsIn = create_model("TrainingSettingsIn", __base__=_Closed, **train_settings_fields())  # type: ignore[call-overload]
+
+
 class RunIn(Schema):
     base_version: str | None = None
-    hyperparameters: dict[str, Any] = {}
+    hyperparameters: TrainingSettingsIn = Field(default_factory=TrainingSettingsIn)  # type: ignore[valid-type]
     since: datetime | None = None
     min_agreement: float = 0.0
     exclude_annotators: list[str] = []
@@ -158,7 +168,7 @@ def run_start(request: HttpRequest, payload: RunIn) -> Any:
     try:
         run = services.training_run_start(
             base_version=_version(payload.base_version),
-            hyperparameters=payload.hyperparameters,
+            hyperparameters=payload.hyperparameters.model_dump(exclude_unset=True),  # type: ignore[attr-defined]
             judgement_filter=JudgementFilter.from_inputs(
                 since=payload.since, min_agreement=payload.min_agreement, exclude=payload.exclude_annotators
             ),

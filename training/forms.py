@@ -8,7 +8,7 @@ from typing import Any
 from django import forms
 
 from annotate.forms import JudgementFilterForm, start_of_day
-from training.engine_settings import form_field, sampling_spec, train_spec, training_config_check
+from training.engine_settings import form_field, sampling_spec, train_spec
 from training.models import GenerationRun, ModelVersion
 from training.services.control import MAX_PROMPTS_MAX
 
@@ -121,21 +121,6 @@ class TrainingRunForm(JudgementFilterForm):
 
     def clean_optimizer(self) -> str | None:
         return self.cleaned_data.get("optimizer") or None
-
-    def clean(self) -> dict[str, Any]:
-        """The engine's own check of the hyper-parameters, its error on the field it names.
-
-        The fields carry the bounds a form can show (inclusive ones); the check is exact (a learning
-        rate of 0, a prompt length not below the length), and runs again when the run starts.
-        """
-        cleaned = super().clean() or {}
-        if not self.errors:
-            try:
-                training_config_check(self.hyperparameters())
-            except ValueError as exc:
-                field = getattr(exc, "field", None)
-                self.add_error(field if field in self.fields else None, str(exc))
-        return cleaned
 
 
 def _hyperparameter_field(name: str) -> forms.Field:

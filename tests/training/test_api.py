@@ -167,10 +167,12 @@ def test_the_largest_id_that_names_no_run_is_a_404(db, client, url):
     assert client.get(url.format(2**63 - 1), **_auth(StaffFactory())).status_code == 404
 
 
-def test_a_run_with_a_bad_hyperparameter_is_a_400_naming_it(client, version_plain):
-    response = _post(client, "/api/v1/runs", {"hyperparameters": {"lr": "abc"}}, StaffFactory())
+def test_an_infinite_hyperparameter_is_a_400_naming_it(client, version_plain):
+    body = '{"hyperparameters": {"batch_size": 1e309}}'  # JSON's number beyond a double: infinity
+    auth = _auth(StaffFactory())
+    response = client.post("/api/v1/runs", body, content_type="application/json", **auth)
     assert response.status_code == 400
-    assert response.json()["detail"].startswith("lr must be a number")
+    assert response.json()["detail"].startswith("payload.hyperparameters.batch_size")
     assert not TrainingRun.objects.exists()
 
 
