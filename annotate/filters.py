@@ -4,8 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
+
+
+def moment_check(value: datetime | None, *, field: str) -> None:
+    """Raise ``ValueError`` naming ``field`` unless ``value`` (None passes) is a moment the database can store.
+
+    A date at the calendar's edge with an offset (year 1 at +14:00) has no UTC time, and the
+    database stores every moment in UTC: it would fail there as a server error.
+    """
+    if value is None:
+        return
+    try:
+        value.astimezone(UTC)
+    except (OverflowError, ValueError) as exc:
+        raise ValueError(f"{field} {value.isoformat()} lies outside the dates that can be stored") from exc
 
 
 def names_parse(text: str) -> tuple[str, ...]:
@@ -34,6 +48,7 @@ class JudgementFilter:
     def __post_init__(self) -> None:
         if not 0.0 <= self.min_agreement <= 1.0:
             raise ValueError(f"min_agreement must lie between 0 and 1, got {self.min_agreement}")
+        moment_check(self.since, field="since")
         # Callers holding lists (a form's, a JSON document's) still get a hashable, immutable value.
         object.__setattr__(self, "exclude_annotators", tuple(self.exclude_annotators))
         object.__setattr__(self, "exclude_sources", tuple(self.exclude_sources))

@@ -8,13 +8,15 @@ from typing import Any
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
 from ninja import Router, Schema
-from pydantic import Field, create_model
+from pydantic import ConfigDict, Field, create_model
 
 from annotate.filters import JudgementFilter
+from config.api_types import RowId
 from config.auth import StaffBearerToken
 from training import selectors, services
-from training.engine_settings import SAMPLING_FIELDS, sampling_spec, schema_field
+from training.engine_settings import SAMPLING_FIELDS, sampling_spec, schema_field, train_settings_fields
 from training.models import GenerationRun, ModelVersion, RunStatus, TrainingMetric, TrainingRun
+from training.services.control import MAX_PROMPTS_MAX
 
 router = Router(auth=StaffBearerToken(), tags=["training"])
 
@@ -23,9 +25,19 @@ class ErrorOut(Schema):
     detail: str
 
 
+class _Closed(Schema):
+    """A schema that refuses names it does not declare, so a misspelt setting is a 400, not ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# Every hyper-parameter of TrainConfig with its type and bounds; the run start checks them again, exactly.
+TrainingSettingsIn = create_model("TrainingSettingsIn", __base__=_Closed, **train_settings_fields())  # type: ignore[call-overload]
+
+
 class RunIn(Schema):
     base_version: str | None = None
-    hyperparameters: dict[str, Any] = {}
+    hyperparameters: TrainingSettingsIn = Field(default_factory=TrainingSettingsIn)  # type: ignore[valid-type]
     since: datetime | None = None
     min_agreement: float = 0.0
     exclude_annotators: list[str] = []
@@ -76,7 +88,7 @@ GenerationIn = create_model(  # type: ignore[call-overload]
     since=(datetime | None, None),
     tag=(str, ""),
     pairing=(str | None, None),
-    max_prompts=(int | None, Field(default=None, ge=1)),
+    max_prompts=(int | None, Field(default=None, ge=1, le=MAX_PROMPTS_MAX)),
     **{name: schema_field(sampling_spec(name)) for name in SAMPLING_FIELDS},
 )
 
@@ -156,7 +168,7 @@ def run_start(request: HttpRequest, payload: RunIn) -> Any:
     try:
         run = services.training_run_start(
             base_version=_version(payload.base_version),
-            hyperparameters=payload.hyperparameters,
+            hyperparameters=payload.hyperparameters.model_dump(exclude_unset=True),  # type: ignore[attr-defined]
             judgement_filter=JudgementFilter.from_inputs(
                 since=payload.since, min_agreement=payload.min_agreement, exclude=payload.exclude_annotators
             ),
@@ -170,12 +182,12 @@ def run_start(request: HttpRequest, payload: RunIn) -> Any:
 
 
 @router.get("/runs/{run_id}", response={200: RunOut, 404: ErrorOut})
-def run_detail(request: HttpRequest, run_id: int) -> Any:
+def run_detail(request: HttpRequest, run_id: RowId) -> Any:
     return 200, run_out(services.training_run_observe(run_id=run_id))
 
 
 @router.post("/runs/{run_id}/cancel", response={200: RunOut, 404: ErrorOut, 409: ErrorOut})
-def run_cancel(request: HttpRequest, run_id: int) -> Any:
+def run_cancel(request: HttpRequest, run_id: RowId) -> Any:
     run = get_object_or_404(TrainingRun, pk=run_id)
     try:
         services.training_run_cancel(run=run)
@@ -185,7 +197,7 @@ def run_cancel(request: HttpRequest, run_id: int) -> Any:
 
 
 @router.post("/runs/{run_id}/resume", response={202: RunOut, 404: ErrorOut, 409: ErrorOut, 503: ErrorOut})
-def run_resume(request: HttpRequest, run_id: int) -> Any:
+def run_resume(request: HttpRequest, run_id: RowId) -> Any:
     run = get_object_or_404(TrainingRun, pk=run_id)
     try:
         services.training_run_resume(run=run)
@@ -226,7 +238,7 @@ def generation_start(request: HttpRequest, payload: GenerationIn) -> Any:  # typ
 
 
 @router.get("/generations/{run_id}", response={200: GenerationOut, 404: ErrorOut})
-def generation_detail(request: HttpRequest, run_id: int) -> Any:
+def generation_detail(request: HttpRequest, run_id: RowId) -> Any:
     return 200, generation_out(services.generation_run_observe(run_id=run_id))
 
 

@@ -8,7 +8,7 @@ bound or a help text is written once, in the engine's dataclass.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from django import forms
 from pydantic import Field
@@ -74,13 +74,32 @@ def form_field(spec: FieldSpec, *, label: str, required: bool = True) -> forms.F
 
 
 def schema_field(spec: FieldSpec) -> tuple[Any, Any]:
-    """A pydantic field (type, ``Field``) for a ninja schema; absent means the engine's default."""
+    """A pydantic field (type, ``Field``) for a ninja schema; absent means the engine's default.
+
+    The type, choices and bounds are the spec's, item by item for a list; a float must be finite (JSON's
+    1e309 parses as infinity). The OpenAPI document shows them, and a wrong value is a 400 naming the field.
+    """
     bounds: dict[str, Any] = {}
     if spec.min is not None:
         bounds["gt" if spec.min_exclusive else "ge"] = spec.min
     if spec.max is not None:
         bounds["lt" if spec.max_exclusive else "le"] = spec.max
-    return spec.type | None, Field(default=None, description=f"{spec.help} Default: {spec.default}.", **bounds)
+    if spec.type is float:
+        bounds["allow_inf_nan"] = False
+    item: Any = Literal[spec.choices] if spec.choices is not None else spec.type  # type: ignore[valid-type]
+    if bounds:
+        item = Annotated[item, Field(**bounds)]
+    value = list[item] if spec.many else item  # type: ignore[valid-type]
+    return value | None, Field(default=None, description=f"{spec.help} Default: {spec.default}.")
+
+
+def train_settings_fields() -> dict[str, tuple[Any, Any]]:
+    """The schema fields of every ``TrainConfig`` setting a run may be given (those it sets itself left out)."""
+    return {
+        spec.name: schema_field(spec)
+        for spec in config_fields(TrainConfig)
+        if spec.name not in RUN_OWNED_TRAIN_FIELDS
+    }
 
 
 def _int_bound(value: float | None) -> int | None:

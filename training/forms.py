@@ -10,6 +10,7 @@ from django import forms
 from annotate.forms import JudgementFilterForm, start_of_day
 from training.engine_settings import form_field, sampling_spec, train_spec
 from training.models import GenerationRun, ModelVersion
+from training.services.control import MAX_PROMPTS_MAX
 
 # The hyper-parameters the start form offers, in the order shown; the rest keep TrainConfig's defaults.
 TRAINING_FIELDS = (
@@ -150,7 +151,11 @@ class GenerationRunForm(forms.Form):
     tag = forms.CharField(required=False, max_length=100, help_text="For prompts with a tag.")
     pairing = forms.ChoiceField(choices=GenerationRun.Pairing.choices, widget=forms.RadioSelect)
     max_prompts = forms.IntegerField(
-        required=False, min_value=1, label="At most this many prompts", help_text="Empty: every matching prompt."
+        required=False,
+        min_value=1,
+        max_value=MAX_PROMPTS_MAX,
+        label="At most this many prompts",
+        help_text="Empty: every matching prompt.",
     )
 
     def __init__(self, *args: Any, version: ModelVersion, **kwargs: Any) -> None:

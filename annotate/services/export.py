@@ -92,13 +92,22 @@ def _write_jsonl(rows: Iterator[dict[str, Any]], path: Path) -> int:
     return count
 
 
-def _save_to_disk(parquet: Path, tmp: Path) -> Path:
-    """A ``datasets.save_to_disk`` folder made from the Parquet file, so memory stays flat."""
+def _save_to_disk(parquet: Path, tmp: Path, *, rows: int, conversational: bool) -> Path:
+    """A ``datasets.save_to_disk`` folder made from the Parquet file, so memory stays flat.
+
+    ``datasets`` cannot read a Parquet file without rows (pyarrow refuses a batch size of 0), so an
+    export that matched nothing is saved from the empty table: the same columns and types, no rows.
+    It is saved as one (empty) shard: with none, ``load_from_disk`` fails on the folder.
+    """
     import datasets
 
     folder = tmp / "dataset"
-    dataset = datasets.Dataset.from_parquet(str(parquet), cache_dir=str(tmp / "cache"))
-    dataset.save_to_disk(str(folder))
+    if rows == 0:
+        dataset = datasets.Dataset(_arrow_schema(conversational).empty_table())
+        dataset.save_to_disk(str(folder), num_shards=1)
+    else:
+        dataset = datasets.Dataset.from_parquet(str(parquet), cache_dir=str(tmp / "cache"))
+        dataset.save_to_disk(str(folder))
     del dataset
     return folder
 
@@ -128,7 +137,7 @@ def export_preferences(
         else:
             count = _write_parquet(rows, staging, conversational)
         if fmt == "hf":
-            staging = _save_to_disk(staging, Path(tmp))
+            staging = _save_to_disk(staging, Path(tmp), rows=count, conversational=conversational)
         if target.is_dir():
             shutil.rmtree(target)
         os.replace(staging, target)

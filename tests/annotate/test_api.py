@@ -1,4 +1,6 @@
+import io
 import json
+import zipfile
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -207,3 +209,18 @@ def test_export_is_403_for_annotators(client):
 def test_openapi_document_lists_the_endpoints(client):
     paths = client.get("/api/v1/openapi.json").json()["paths"]
     assert {"/api/v1/comparisons/next", "/api/v1/judgements"} <= set(paths)
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet", "hf"])
+def test_an_export_that_matches_nothing_is_a_valid_empty_download(client, fmt):
+    response = client.get(f"/api/v1/export?format={fmt}", **_auth(StaffFactory()))
+    assert response.status_code == 200
+    body = b"".join(response.streaming_content)
+    if fmt == "jsonl":
+        assert body == b""
+    elif fmt == "parquet":
+        assert body.startswith(b"PAR1")
+    else:
+        names = zipfile.ZipFile(io.BytesIO(body)).namelist()
+        assert "dataset_info.json" in names
+        assert any(name.endswith(".arrow") for name in names)

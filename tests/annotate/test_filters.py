@@ -1,8 +1,8 @@
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from annotate.filters import JudgementFilter, names_parse
+from annotate.filters import JudgementFilter, moment_check, names_parse
 
 
 def test_names_parse_splits_on_commas_and_drops_blanks():
@@ -50,3 +50,14 @@ def test_json_round_trips_include_evaluation():
 def test_json_stored_before_evaluation_rounds_leaves_evaluation_judgements_out():
     stored = {"since": None, "min_agreement": 0.0, "exclude_annotators": [], "exclude_sources": []}
     assert JudgementFilter.from_json(stored).include_evaluation is False
+
+
+def test_a_since_with_no_utc_time_is_refused():
+    edge = datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=14)))
+    with pytest.raises(ValueError, match="since 0001-01-01T00:00:00\\+14:00 lies outside"):
+        JudgementFilter(since=edge)
+
+
+def test_moment_check_lets_none_and_ordinary_moments_through():
+    moment_check(None, field="since")
+    moment_check(datetime(2026, 12, 2, tzinfo=UTC), field="since")

@@ -165,3 +165,39 @@ def test_a_generation_setting_out_of_bounds_is_refused_and_queues_nothing(client
     assert response.status_code == 400
     assert "temperature" in response.json()["detail"]
     assert GenerationRun.objects.count() == 0
+
+
+@pytest.mark.parametrize("url", ["/api/v1/runs/{}", "/api/v1/generations/{}"])
+@pytest.mark.parametrize("run_id", [0, 2**63, 10**30])
+def test_an_id_out_of_range_is_a_400_naming_it(db, client, url, run_id):
+    response = client.get(url.format(run_id), **_auth(StaffFactory()))
+    assert response.status_code == 400
+    assert response.json()["detail"].startswith("run_id: ")
+
+
+@pytest.mark.parametrize("url", ["/api/v1/runs/{}", "/api/v1/generations/{}"])
+def test_the_largest_id_that_names_no_run_is_a_404(db, client, url):
+    assert client.get(url.format(2**63 - 1), **_auth(StaffFactory())).status_code == 404
+
+
+def test_an_infinite_hyperparameter_is_a_400_naming_it(client, version_plain):
+    body = '{"hyperparameters": {"batch_size": 1e309}}'  # JSON's number beyond a double: infinity
+    auth = _auth(StaffFactory())
+    response = client.post("/api/v1/runs", body, content_type="application/json", **auth)
+    assert response.status_code == 400
+    assert response.json()["detail"].startswith("payload.hyperparameters.batch_size")
+    assert not TrainingRun.objects.exists()
+
+
+def test_a_round_limited_beyond_the_column_is_a_400_naming_it(client, version_plain):
+    payload = {"model_version": "plain", "max_prompts": 2**31}
+    response = _post(client, "/api/v1/generations", payload, StaffFactory())
+    assert response.status_code == 400
+    assert "max_prompts" in response.json()["detail"]
+
+
+@pytest.fixture
+def version_plain(db):
+    from training.models import ModelVersion
+
+    return ModelVersion.objects.create(name="plain", path="/models/plain", is_default=True)

@@ -6,7 +6,7 @@ from django.core.management import CommandError, call_command
 from annotate.models import Completion
 from tests.annotate.factories import CompletionFactory, PromptFactory
 from tests.training.factories import judged_preferences
-from training.models import GenerationRun, ModelVersion
+from training.models import GenerationRun, ModelVersion, TrainingRun
 
 # Jobs go to a Redis database of this test process: another test run's worker must not take them.
 pytestmark = pytest.mark.usefixtures("private_queues")
@@ -93,3 +93,19 @@ def test_wait_gives_up_after_its_timeout_when_no_worker_takes_the_run(tiny_versi
     PromptFactory.create_batch(1)
     with pytest.raises(CommandError, match="still queued after the wait timeout"):
         call_command("generate", "--model", "tiny", "--n", "2", "--wait", "--wait-timeout", "0.1", stdout=StringIO())
+
+
+@pytest.mark.parametrize("since", ["yesterday", "2026-13-45", "0001-01-01T00:00:00+14:00"])
+def test_train_dpo_with_a_bad_since_fails_naming_it(db, since):
+    ModelVersion.objects.create(name="plain", path="/models/plain")
+    with pytest.raises(CommandError, match="since"):
+        call_command("train_dpo", "--base", "plain", "--since", since)
+    assert not TrainingRun.objects.exists()
+
+
+@pytest.mark.parametrize(("option", "value"), [("--lr", "0"), ("--batch-size", "-1"), ("--min-agreement", "5")])
+def test_train_dpo_with_a_value_out_of_range_fails_before_queueing(db, option, value):
+    ModelVersion.objects.create(name="plain", path="/models/plain")
+    with pytest.raises(CommandError, match=option.removeprefix("--").replace("-", "_")):
+        call_command("train_dpo", "--base", "plain", option, value)
+    assert not TrainingRun.objects.exists()

@@ -8,7 +8,13 @@ import sys
 import pytest
 
 from dpo_engine.config import GenerateConfig
-from training.engine_settings import SAMPLING_FIELDS, generation_settings_check, training_config_check
+from training.engine_settings import (
+    RUN_OWNED_TRAIN_FIELDS,
+    SAMPLING_FIELDS,
+    generation_settings_check,
+    train_settings_fields,
+    training_config_check,
+)
 
 
 def test_an_unknown_loss_is_refused_before_anything_is_queued():
@@ -48,3 +54,32 @@ def test_the_web_app_loads_every_page_without_torch():
         "assert not loaded, loaded"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def _train_settings_model():
+    from pydantic import create_model
+
+    return create_model("Settings", **train_settings_fields())
+
+
+@pytest.mark.parametrize(
+    ("values", "field"),
+    [
+        ({"batch_size": float("inf")}, "batch_size"),
+        ({"lr": float("nan")}, "lr"),
+        ({"lr": 0}, "lr"),
+        ({"loss": ["sigmoid", "nope"]}, "loss"),
+        ({"loss_weights": [1.0, float("inf")]}, "loss_weights"),
+        ({"label_smoothing": 0.5}, "label_smoothing"),
+    ],
+)
+def test_the_schema_fields_refuse_what_the_engine_refuses(values, field):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError) as raised:
+        _train_settings_model()(**values)
+    assert raised.value.errors()[0]["loc"][0] == field
+
+
+def test_the_schema_fields_leave_out_what_a_run_sets_itself():
+    assert not set(train_settings_fields()) & RUN_OWNED_TRAIN_FIELDS

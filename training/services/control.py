@@ -15,13 +15,16 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from annotate.filters import JudgementFilter
+from annotate.filters import JudgementFilter, moment_check
 from annotate.models import AuditAction, Purpose
 from annotate.services.audit import audit_record
 from training.engine_settings import generation_settings_check, training_config_check
 from training.models import GenerationRun, ModelVersion, RunStatus, TrainingRun
 from training.services.queueing import GPU_QUEUE, enqueue_after_commit, queue_check
 from training.services.versions import latest_model_version
+
+# The most prompts a round may be limited to: the column is a 32-bit integer on PostgreSQL.
+MAX_PROMPTS_MAX = 2**31 - 1
 
 
 class RunStateError(ValueError):
@@ -124,8 +127,8 @@ def generation_run_start(
     given = {"n": n, "temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens, "seed": seed}
     chosen = generation_settings_check({name: value for name, value in given.items() if value is not None})
     _generation_choice_check(
-        prompts=prompts, since=since, tag=tag, pairing=pairing, n=chosen["n"], has_parent=has_parent,
-        version=model_version, purpose=purpose,
+        prompts=prompts, since=since, tag=tag, pairing=pairing, n=chosen["n"], max_prompts=max_prompts,
+        has_parent=has_parent, version=model_version, purpose=purpose,
     )
     if after_training is None:
         queue_check(name=GPU_QUEUE)
@@ -143,10 +146,22 @@ def generation_run_start(
 
 
 def _generation_choice_check(
-    *, prompts: str, since: Any, tag: str, pairing: str, n: int, has_parent: bool, version: ModelVersion, purpose: str
+    *,
+    prompts: str,
+    since: Any,
+    tag: str,
+    pairing: str,
+    n: int,
+    max_prompts: int | None,
+    has_parent: bool,
+    version: ModelVersion,
+    purpose: str,
 ) -> None:
     if purpose not in Purpose.values:
         raise ValueError(f"purpose must be one of {', '.join(Purpose.values)}")
+    if max_prompts is not None and not 1 <= max_prompts <= MAX_PROMPTS_MAX:
+        raise ValueError(f"max_prompts must be in [1, {MAX_PROMPTS_MAX}], got {max_prompts}")
+    moment_check(since, field="since")
     if purpose != Purpose.EVALUATION and prompts == GenerationRun.Prompts.TAG and tag == settings.DUET_EVAL_TAG:
         raise ValueError(f"prompts tagged {tag!r} are kept for evaluation rounds: a training round cannot use them")
     if purpose == Purpose.EVALUATION and pairing != GenerationRun.Pairing.PARENT:

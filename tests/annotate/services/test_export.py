@@ -110,3 +110,42 @@ def test_export_judgement_ids_leave_out_rows_it_did_not_write(tmp_path, write_js
     single_turn = Judgement.objects.get(comparison__prompt__external_id="p1")
     result = services.export_preferences(path=tmp_path / "o.jsonl", fmt="jsonl")
     assert result.judgement_ids == (single_turn.id,)
+
+
+# An export that matches nothing: a valid file with no rows, in every format ----------------
+
+
+def test_an_empty_jsonl_export_is_an_empty_file(tmp_path):
+    result = services.export_preferences(path=tmp_path / "o.jsonl", fmt="jsonl")
+    assert result.rows == 0
+    assert (tmp_path / "o.jsonl").read_text() == ""
+
+
+@pytest.mark.parametrize("conversational", [False, True])
+def test_an_empty_parquet_export_has_the_columns_and_no_rows(tmp_path, conversational):
+    import pyarrow.parquet as pq
+
+    services.export_preferences(path=tmp_path / "o.parquet", fmt="parquet", conversational=conversational)
+    table = pq.read_table(tmp_path / "o.parquet")
+    assert table.num_rows == 0
+    assert {"prompt", "chosen", "rejected"} <= set(table.column_names)
+
+
+@pytest.mark.parametrize("conversational", [False, True])
+def test_an_empty_hf_export_loads_with_the_columns_and_no_rows(tmp_path, conversational):
+    import datasets
+
+    services.export_preferences(path=tmp_path / "hf", fmt="hf", conversational=conversational)
+    dataset = datasets.load_from_disk(str(tmp_path / "hf"))
+    assert len(dataset) == 0
+    assert {"prompt", "chosen", "rejected"} <= set(dataset.column_names)
+
+
+def test_an_export_whose_filter_leaves_nothing_is_empty_in_hf_too(tmp_path, write_jsonl):
+    import datasets
+
+    import_pairs(write_jsonl(PAIRS), judged=True)
+    later = JudgementFilter(since=timezone.now() + timedelta(days=1))
+    result = services.export_preferences(path=tmp_path / "hf", fmt="hf", judgement_filter=later)
+    assert result.rows == 0
+    assert len(datasets.load_from_disk(str(tmp_path / "hf"))) == 0

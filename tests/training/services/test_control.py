@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 import pytest
 from django.conf import settings
 
@@ -9,6 +11,7 @@ from annotate.filters import JudgementFilter
 from tests.annotate.factories import PromptFactory
 from training import selectors, services
 from training.models import GenerationRun, RunStatus, TrainingRun
+from training.services.control import MAX_PROMPTS_MAX
 
 pytestmark = pytest.mark.django_db
 
@@ -39,3 +42,44 @@ def test_a_training_round_leaves_evaluation_prompts_out(tiny_version):
     PromptFactory(tags=[settings.DUET_EVAL_TAG])
     run = GenerationRun(model_version=tiny_version, prompts=GenerationRun.Prompts.ALL)
     assert selectors.generation_prompts(run=run) == [kept]
+
+
+# Checked before anything is written or queued ------------------------------------------------
+
+
+@pytest.fixture
+def version():
+    from training.models import ModelVersion
+
+    return ModelVersion.objects.create(name="plain", path="/models/plain")
+
+
+def test_a_round_limited_beyond_the_column_is_refused(version):
+    with pytest.raises(ValueError, match="max_prompts must be in"):
+        services.generation_run_start(model_version=version, n=2, max_prompts=MAX_PROMPTS_MAX + 1)
+    assert not GenerationRun.objects.exists()
+
+
+def test_a_round_since_a_moment_with_no_utc_time_is_refused(version):
+    edge = datetime(9999, 12, 31, 23, 0, tzinfo=timezone(timedelta(hours=-14)))
+    with pytest.raises(ValueError, match=r"since .* lies outside"):
+        services.generation_run_start(model_version=version, n=2, prompts=GenerationRun.Prompts.NEW, since=edge)
+    assert not GenerationRun.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("hyperparameters", "field"),
+    [
+        ({"batch_size": float("inf")}, "batch_size"),
+        ({"lr": "abc"}, "lr"),
+        ({"lr": {"nested": 1}}, "lr"),
+        ({"beta": -1}, "beta"),
+        ({"loss": ["sigmoid", 3]}, "loss"),
+    ],
+)
+def test_a_run_with_a_bad_hyperparameter_names_it_and_queues_nothing(version, hyperparameters, field):
+    from training.models import TrainingRun
+
+    with pytest.raises(ValueError, match=f"^{field} "):
+        services.training_run_start(base_version=version, hyperparameters=hyperparameters)
+    assert not TrainingRun.objects.exists()

@@ -30,12 +30,7 @@ class Command(BaseCommand):
         add_training_arguments(parser)
 
     def handle(self, *args: object, **options: object) -> None:
-        since = None
-        if options["since"]:
-            since = parse_datetime(str(options["since"])) or parse_datetime(f"{options['since']}T00:00:00")
-            if since is None:
-                raise CommandError(f"--since {options['since']!r}: use a date or a date and time")
-            since = since if since.tzinfo else since.replace(tzinfo=UTC)
+        since = _since(options["since"])
         try:
             run = services.training_run_start(
                 base_version=version_named(options["base"], services.latest_model_version),  # type: ignore[arg-type]
@@ -58,3 +53,16 @@ class Command(BaseCommand):
             )
             self.stdout.write(run.base_version.__class__.objects.get(trained_by=run).name)
 
+
+
+def _since(text: object) -> datetime | None:
+    """``--since`` as a moment (a bare date is its midnight, UTC); a date that does not exist fails the command."""
+    if not text:
+        return None
+    try:
+        since = parse_datetime(str(text)) or parse_datetime(f"{text}T00:00:00")
+    except ValueError:  # well formed but not in the calendar: 2026-13-45
+        since = None
+    if since is None:
+        raise CommandError(f"--since {text!r}: use a date or a date and time")
+    return since if since.tzinfo else since.replace(tzinfo=UTC)
