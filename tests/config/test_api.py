@@ -12,7 +12,7 @@ pytestmark = pytest.mark.django_db
 
 
 def _auth(user):
-    return {"HTTP_AUTHORIZATION": f"Bearer {services.api_token_get_or_create(user=user)}"}
+    return {"HTTP_AUTHORIZATION": f"Bearer {services.api_token_create(user=user).key}"}
 
 
 def test_nul_check_names_the_path_to_the_text():

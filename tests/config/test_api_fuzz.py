@@ -19,7 +19,7 @@ from django.db import close_old_connections
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
-from annotate.services import api_token_get_or_create
+from annotate.services import api_token_create
 from config.api import api
 from config.auth import StaffBearerToken
 from config.wsgi import application
@@ -64,8 +64,8 @@ def tokens(private_queues: str, runs_dir: object, settings: Any) -> dict[str, st
     ModelVersion.objects.create(name="base", path="/nonexistent/base", is_default=True)
     ComparisonFactory()
     return {
-        "annotator": api_token_get_or_create(user=UserFactory()),
-        "staff": api_token_get_or_create(user=StaffFactory()),
+        "annotator": api_token_create(user=UserFactory()).key,
+        "staff": api_token_create(user=StaffFactory()).key,
     }
 
 

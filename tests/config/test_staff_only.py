@@ -16,7 +16,7 @@ from django.conf import settings
 from django.urls import URLPattern, URLResolver, get_resolver
 from django.urls.resolvers import RegexPattern, RoutePattern
 
-from annotate.services import api_token_get_or_create
+from annotate.services import api_token_create
 from config.api import api
 from config.auth import StaffBearerToken
 from tests.annotate.factories import UserFactory
@@ -40,6 +40,11 @@ ANNOTATOR_PAGES = frozenset(
         "password_reset_done",
         "password_reset_confirm",
         "password_reset_complete",
+        # Each user's own API tokens: the page lists, makes, rotates and revokes only theirs.
+        "tokens",
+        "token_create",
+        "token_rotate",
+        "token_revoke",
     }
 )
 # Routes without a name that are open too: the front page's redirect to judging.
@@ -135,7 +140,7 @@ def test_a_staff_page_refuses_an_annotator(client, name, url, method):
 @pytest.mark.parametrize(("method", "path"), _staff_operations(), ids=[" ".join(op) for op in _staff_operations()])
 def test_a_staff_operation_refuses_an_annotator_token(client, method, path):
     url = re.sub(r"\{\w+\}", "1", path)
-    token = api_token_get_or_create(user=UserFactory())
+    token = api_token_create(user=UserFactory()).key
     response = client.generic(method, url, HTTP_AUTHORIZATION=f"Bearer {token}")
     assert response.status_code == 403, f"{method} {url} answered {response.status_code} to an annotator's token"
 
