@@ -11,12 +11,14 @@ from django.http import FileResponse, HttpRequest
 from ninja import Field, File, Form, Router, Schema
 from ninja.files import UploadedFile
 
-from annotate import services
+from annotate import selectors, services
 from annotate.filters import JudgementFilter
 from annotate.formats import ImportFileError
 from annotate.limits import ID_MAX
-from annotate.models import Judgement
+from annotate.models import ExportJob, Judgement
+from config.api_types import RowId
 from config.auth import BearerToken, StaffBearerToken
+from config.queues import QueueUnavailable
 
 router = Router(auth=BearerToken(), tags=["annotate"])
 
@@ -164,7 +166,29 @@ def import_pairs(
     return _import("pairs", file, format or None, judged, judgements_per_comparison)
 
 
-@router.get("/export", auth=StaffBearerToken(), response={200: None, 400: ErrorOut})
+class ExportJobOut(Schema):
+    id: int
+    status: str
+    format: str
+    rows_expected: int
+    rows_written: int
+    error: str
+    url: str
+    download_url: str | None
+
+
+def _export_job_out(job: ExportJob) -> dict[str, Any]:
+    done = job.status == ExportJob.Status.SUCCEEDED
+    return {
+        "id": job.pk, "status": job.status, "format": job.fmt, "rows_expected": job.rows_expected,
+        "rows_written": job.rows_written, "error": job.error.split("\n\n")[0],
+        "url": f"/api/v1/exports/{job.pk}", "download_url": f"/api/v1/exports/{job.pk}/file" if done else None,
+    }
+
+
+@router.get(
+    "/export", auth=StaffBearerToken(), response={200: None, 202: ExportJobOut, 400: ErrorOut, 503: ErrorOut}
+)
 def export(
     request: HttpRequest,
     format: Literal["jsonl", "parquet", "hf"] = "jsonl",
@@ -176,6 +200,8 @@ def export(
     """The preference dataset as a file download (``hf``: the ``save_to_disk`` folder, zipped).
 
     Each ``exclude_annotator`` (repeatable, or comma-separated) leaves out a username or an import file.
+    An export of more than ``DUET_EXPORT_INLINE_MAX_ROWS`` comparisons is queued instead: 202 with the job,
+    whose ``url`` to poll gives its ``download_url`` once written.
     """
     try:
         judgement_filter = JudgementFilter.from_inputs(
@@ -183,6 +209,15 @@ def export(
         )
     except ValueError as exc:
         return 400, {"detail": str(exc)}
+    if services.export_is_large(judgement_filter=judgement_filter):
+        try:
+            job = services.export_job_start(
+                user=request.user, fmt=format, conversational=conversational,  # type: ignore[arg-type]
+                judgement_filter=judgement_filter,
+            )
+        except QueueUnavailable as exc:
+            return 503, {"detail": str(exc)}
+        return 202, _export_job_out(job)
     tmp = tempfile.TemporaryDirectory(prefix="duet-export-")
     try:
         download = services.export_download(
@@ -194,3 +229,24 @@ def export(
     response = FileResponse(open(download, "rb"), as_attachment=True, filename=download.name)  # noqa: SIM115
     response._resource_closers.append(tmp.cleanup)  # type: ignore[attr-defined]
     return response
+
+
+@router.get("/exports/{job_id}", auth=StaffBearerToken(), response={200: ExportJobOut, 404: ErrorOut})
+def export_job(request: HttpRequest, job_id: RowId) -> Any:
+    """A queued export: its status and progress, and its ``download_url`` once the file is written."""
+    job = selectors.export_job(job_id=job_id)
+    if job is None:
+        return 404, {"detail": f"no export {job_id}"}
+    return 200, _export_job_out(job)
+
+
+@router.get("/exports/{job_id}/file", auth=StaffBearerToken(), response={200: None, 404: ErrorOut, 409: ErrorOut})
+def export_job_file(request: HttpRequest, job_id: RowId) -> Any:
+    """The file a queued export wrote."""
+    job = selectors.export_job(job_id=job_id)
+    if job is None:
+        return 404, {"detail": f"no export {job_id}"}
+    if job.status != ExportJob.Status.SUCCEEDED:
+        return 409, {"detail": f"export {job_id} is {job.status}: its file is not written"}
+    path = Path(job.path)
+    return FileResponse(path.open("rb"), as_attachment=True, filename=path.name)

@@ -296,3 +296,37 @@ class LoginFailure(models.Model):
 
     def __str__(self) -> str:
         return f"failed sign-in as {self.username!r} from {self.ip}"
+
+
+class ExportJob(models.Model):
+    """A preference export too large to write inside a web request: a worker on the ``default`` queue writes it."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    fmt = models.CharField(max_length=16)
+    conversational = models.BooleanField(default=False)
+    filters = models.JSONField(default=dict, help_text="The JudgementFilter, as JudgementFilter.to_json() writes it.")
+    rows_expected = models.PositiveIntegerField(default=0, help_text="Comparisons with matching judgements: at most.")
+    rows_written = models.PositiveIntegerField(default=0)
+    path = models.CharField(max_length=500, blank=True, help_text="The finished file, under DUET_VAR_DIR/exports/.")
+    error = models.TextField(blank=True)
+    rq_job_id = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"export {self.pk}"
+
+    @property
+    def finished(self) -> bool:
+        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)

@@ -21,6 +21,7 @@ from annotate.models import (
     AuditEntry,
     Comparison,
     Completion,
+    ExportJob,
     Judgement,
     LoginFailure,
     Prompt,
@@ -145,6 +146,15 @@ def preference_decisions(*, judgement_filter: JudgementFilter) -> Iterator[Decis
         )
         if decision.winner_id is not None and decision.agreement >= judgement_filter.min_agreement:
             yield decision
+
+
+def export_rows_at_most(*, judgement_filter: JudgementFilter) -> int:
+    """The comparisons with a judgement the filter keeps: no export with it writes more rows (one query)."""
+    return judgements_matching(judgement_filter=judgement_filter).values("comparison_id").distinct().count()
+
+
+def export_job(*, job_id: int) -> ExportJob | None:
+    return ExportJob.objects.select_related("created_by").filter(pk=job_id).first()
 
 
 @dataclass

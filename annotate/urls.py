@@ -10,5 +10,7 @@ urlpatterns = [
     path("undo/", views.undo, name="undo"),
     path("import/", views.import_page, name="import"),
     path("export/", views.export_page, name="export"),
+    path("exports/<int:job_id>/", views.export_job_page, name="export_job"),
+    path("exports/<int:job_id>/download/", views.export_job_download, name="export_job_download"),
     path("stats/", views.stats_page, name="stats"),
 ]

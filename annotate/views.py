@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from django.contrib import messages
-from django.http import FileResponse, HttpResponse, HttpResponseBase
+from django.http import FileResponse, Http404, HttpResponse, HttpResponseBase
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -22,6 +22,10 @@ from annotate.forms import ExportForm, ImportForm, JudgementForm, SkipForm
 from annotate.limits import REASON_MAX_CHARS
 from annotate.models import Judgement
 from config.auth import AuthedRequest, staff_required
+from config.queues import QueueUnavailable
+
+# A queued export's page asks for its progress this often.
+EXPORT_POLL_SECONDS = 2
 
 # Annotating -----------------------------------------------------------------------------
 
@@ -182,6 +186,16 @@ def export_page(request: AuthedRequest) -> HttpResponseBase:
     if not form.is_valid():
         return render(request, "annotate/export.html", {"form": form}, status=400)
     data = form.cleaned_data
+    if services.export_is_large(judgement_filter=form.judgement_filter()):
+        try:
+            job = services.export_job_start(
+                user=request.user, fmt=data["fmt"], conversational=data["conversational"],
+                judgement_filter=form.judgement_filter(),
+            )
+        except QueueUnavailable as exc:
+            form.add_error(None, f"Not started: {exc}")
+            return render(request, "annotate/export.html", {"form": form}, status=503)
+        return redirect("annotate:export_job", job_id=job.pk)
     # The file is opened, then its folder removed: the open handle keeps the data readable
     # (POSIX) while FileResponse streams it, and nothing is left on disk afterwards.
     with tempfile.TemporaryDirectory(prefix="duet-export-") as tmp:
@@ -199,3 +213,24 @@ def export_page(request: AuthedRequest) -> HttpResponseBase:
 @require_GET
 def stats_page(request: AuthedRequest) -> HttpResponse:
     return render(request, "annotate/stats.html", {"stats": selectors.annotation_stats()})
+
+
+@staff_required
+@require_GET
+def export_job_page(request: AuthedRequest, job_id: int) -> HttpResponse:
+    """A queued export's progress (the partial polls while it runs) and its download link once written."""
+    job = selectors.export_job(job_id=job_id)
+    if job is None:
+        raise Http404(f"no export {job_id}")
+    template = "annotate/_export_job.html" if request.htmx else "annotate/export_job.html"
+    return render(request, template, {"job": job, "poll_seconds": EXPORT_POLL_SECONDS})
+
+
+@staff_required
+@require_GET
+def export_job_download(request: AuthedRequest, job_id: int) -> HttpResponseBase:
+    job = selectors.export_job(job_id=job_id)
+    if job is None or job.status != job.Status.SUCCEEDED:
+        raise Http404(f"export {job_id} has no file to download")
+    path = Path(job.path)
+    return FileResponse(path.open("rb"), as_attachment=True, filename=path.name)

@@ -7,6 +7,7 @@ One module per concern; this package re-exports their public names, so callers w
 from annotate.services.audit import audit_record
 from annotate.services.completions import NewCompletion, comparisons_create, completions_add
 from annotate.services.export import EXPORT_FORMATS, ExportResult, export_download, export_preferences
+from annotate.services.export_jobs import export_is_large, export_job_execute, export_job_start
 from annotate.services.imports import ImportResult, pairs_import, prompts_import
 from annotate.services.judging import (
     JudgementConflict,
@@ -41,6 +42,9 @@ __all__ = [
     "comparisons_create",
     "completions_add",
     "export_download",
+    "export_is_large",
+    "export_job_execute",
+    "export_job_start",
     "export_preferences",
     "judgement_record",
     "judgement_record_scripted",

@@ -7,7 +7,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,8 @@ EXPORT_FORMATS = ("jsonl", "parquet", "hf")
 # Rows per Parquet row group: memory holds this many rows at once (as dicts and as Arrow),
 # whatever the dataset's size, and the groups stay large enough to read back quickly.
 PARQUET_BATCH_ROWS = 1000
+# An export job writes its progress once per this many rows: a write per row group, not per row.
+PROGRESS_ROWS = 1000
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,15 @@ def _write_parquet(rows: Iterator[dict[str, Any]], path: Path, conversational: b
     return count
 
 
+def _reporting(rows: Iterator[dict[str, Any]], progress: Callable[[int], None]) -> Iterator[dict[str, Any]]:
+    count = 0
+    for count, row in enumerate(rows, start=1):
+        yield row
+        if count % PROGRESS_ROWS == 0:
+            progress(count)
+    progress(count)
+
+
 def _write_jsonl(rows: Iterator[dict[str, Any]], path: Path) -> int:
     count = 0
     with path.open("w", encoding="utf-8") as out:
@@ -118,11 +129,13 @@ def export_preferences(
     fmt: str,
     conversational: bool = False,
     judgement_filter: JudgementFilter = EVERY_JUDGEMENT,
+    progress: Callable[[int], None] | None = None,
 ) -> ExportResult:
     """Write TRL's preference dataset from the judgements, streaming, and replace ``path`` atomically.
 
     ``hf`` writes a ``datasets.save_to_disk`` folder. The result names the comparisons and
     judgements the rows came from, so a caller can record them without filtering again.
+    ``progress`` is told the rows written so far every ``PROGRESS_ROWS`` rows.
     """
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"format must be one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}")
@@ -130,6 +143,8 @@ def export_preferences(
     target.parent.mkdir(parents=True, exist_ok=True)
     tally = selectors.ExportTally()
     rows = selectors.preference_rows(judgement_filter=judgement_filter, conversational=conversational, tally=tally)
+    if progress is not None:
+        rows = _reporting(rows, progress)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".export-") as tmp:
         staging = Path(tmp) / "data"
         if fmt == "jsonl":
@@ -157,6 +172,7 @@ def export_download(
     fmt: str,
     conversational: bool = False,
     judgement_filter: JudgementFilter = EVERY_JUDGEMENT,
+    progress: Callable[[int], None] | None = None,
 ) -> Path:
     """Export into ``directory`` as one file to send: the dataset itself, or a zip of the ``hf`` folder."""
     stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
@@ -164,7 +180,8 @@ def export_download(
     name = f"preferences-{style}-{stamp}"
     suffix = {"jsonl": ".jsonl", "parquet": ".parquet", "hf": ""}.get(fmt, "")
     result = export_preferences(
-        path=directory / f"{name}{suffix}", fmt=fmt, conversational=conversational, judgement_filter=judgement_filter
+        path=directory / f"{name}{suffix}", fmt=fmt, conversational=conversational, judgement_filter=judgement_filter,
+        progress=progress,
     )
     if fmt != "hf":
         return Path(result.path)

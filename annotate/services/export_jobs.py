@@ -1,0 +1,83 @@
+"""Large exports as jobs: a request that would write more than ``DUET_EXPORT_INLINE_MAX_ROWS`` rows queues one.
+
+The web never spends seconds of CPU on an export: it counts the rows the filter can give (one query), writes
+a small export at once, and queues a large one on the ``default`` queue, where a worker writes the file under
+``DUET_EXPORTS_DIR`` and reports its progress; the export's page and ``GET /api/v1/exports/{id}`` follow it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import traceback
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.db import transaction
+from django.utils import timezone
+
+from annotate import selectors
+from annotate.filters import JudgementFilter
+from annotate.models import ExportJob
+from annotate.services.export import EXPORT_FORMATS, export_download
+from config.queues import DEFAULT_QUEUE, enqueue_on_commit, queue_check
+
+
+def export_is_large(*, judgement_filter: JudgementFilter) -> bool:
+    """Whether an export with this filter may write more rows than a request should (an upper bound: one query)."""
+    return selectors.export_rows_at_most(judgement_filter=judgement_filter) > settings.DUET_EXPORT_INLINE_MAX_ROWS
+
+
+def export_job_start(
+    *, user: User | None, fmt: str, conversational: bool, judgement_filter: JudgementFilter
+) -> ExportJob:
+    """Queue an export on the ``default`` queue; ``QueueUnavailable`` (nothing created) when Redis is down."""
+    from annotate import jobs
+
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"format must be one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}")
+    queue_check(name=DEFAULT_QUEUE)
+    with transaction.atomic():
+        job = ExportJob.objects.create(
+            created_by=user, fmt=fmt, conversational=conversational, filters=judgement_filter.to_json(),
+            rows_expected=selectors.export_rows_at_most(judgement_filter=judgement_filter),
+        )
+
+        def enqueued(rq_job_id: str) -> None:
+            ExportJob.objects.filter(pk=job.pk).update(rq_job_id=rq_job_id)
+
+        def discard() -> None:
+            ExportJob.objects.filter(pk=job.pk).delete()
+
+        enqueue_on_commit(
+            job=jobs.export, args=(job.pk,), queue=DEFAULT_QUEUE, on_enqueued=enqueued, on_failure=discard
+        )
+    return job
+
+
+def export_job_execute(*, job_id: int) -> None:
+    """Write the export's file (the worker's side); a failure is recorded on the job with its traceback."""
+    job = ExportJob.objects.get(pk=job_id)
+    ExportJob.objects.filter(pk=job_id).update(status=ExportJob.Status.RUNNING, started_at=timezone.now())
+    folder = Path(settings.DUET_EXPORTS_DIR) / str(job_id)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    try:
+        path = export_download(
+            directory=folder, fmt=job.fmt, conversational=job.conversational,
+            judgement_filter=JudgementFilter.from_json(job.filters),
+            progress=lambda rows: _progress(job_id, rows),
+        )
+    except Exception as exc:
+        ExportJob.objects.filter(pk=job_id).update(
+            status=ExportJob.Status.FAILED, finished_at=timezone.now(),
+            error=f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc()}",
+        )
+        raise
+    ExportJob.objects.filter(pk=job_id).update(
+        status=ExportJob.Status.SUCCEEDED, finished_at=timezone.now(), path=str(path)
+    )
+
+
+def _progress(job_id: int, rows: int) -> None:
+    ExportJob.objects.filter(pk=job_id).update(rows_written=rows)
