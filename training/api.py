@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -199,13 +200,18 @@ def run_cancel(request: HttpRequest, run_id: RowId) -> Any:
 @router.post("/runs/{run_id}/resume", response={202: RunOut, 404: ErrorOut, 409: ErrorOut, 503: ErrorOut})
 def run_resume(request: HttpRequest, run_id: RowId) -> Any:
     run = get_object_or_404(TrainingRun, pk=run_id)
+    return _resumed(lambda: services.training_run_resume(run=run), lambda: run_out(run))
+
+
+def _resumed(resume: Callable[[], object], out: Callable[[], Any]) -> Any:
+    """202 with the run queued again by ``resume``; 409 when its state forbids it, 503 when Redis is down."""
     try:
-        services.training_run_resume(run=run)
+        resume()
     except services.RunStateError as exc:
         return 409, {"detail": str(exc)}
     except services.QueueUnavailable as exc:
         return 503, {"detail": str(exc)}
-    return 202, run_out(run)
+    return 202, out()
 
 
 @router.get("/models", response=list[ModelOut])
@@ -243,12 +249,6 @@ def generation_detail(request: HttpRequest, run_id: RowId) -> Any:
 
 
 @router.post("/generations/{run_id}/resume", response={202: GenerationOut, 404: ErrorOut, 409: ErrorOut, 503: ErrorOut})
-def generation_resume(request: HttpRequest, run_id: int) -> Any:
+def generation_resume(request: HttpRequest, run_id: RowId) -> Any:
     run = get_object_or_404(GenerationRun, pk=run_id)
-    try:
-        services.generation_run_resume(run=run)
-    except services.RunStateError as exc:
-        return 409, {"detail": str(exc)}
-    except services.QueueUnavailable as exc:
-        return 503, {"detail": str(exc)}
-    return 202, generation_out(run)
+    return _resumed(lambda: services.generation_run_resume(run=run), lambda: generation_out(run))

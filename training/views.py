@@ -8,6 +8,7 @@ works as a plain POST with a redirect.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -156,17 +157,27 @@ def _cancel(request: AuthedRequest, run: TrainingRun | GenerationRun, *, stops_a
 @require_POST
 def training_run_resume(request: AuthedRequest, run_id: int) -> HttpResponseBase:
     run = get_object_or_404(TrainingRun, pk=run_id)
-    try:
-        services.training_run_resume(run=run)
-    except services.QueueUnavailable as exc:
-        return _after_run_action(request, run, message=f"Not resumed: {exc}", level="error", status=409)
-    except services.RunStateError as exc:
-        return _after_run_action(request, run, message=f"Not resumed: {exc}.", level="error", status=409)
+    refused = _resume_refused(request, run, lambda: services.training_run_resume(run=run))
+    if refused is not None:
+        return refused
     step = selectors.newest_checkpoint_step(run.out_dir)
     where = f"it continues from its checkpoint at step {step}" if step is not None else (
         "it has no checkpoint on disk, so it restarts from step 0"
     )
     return _after_run_action(request, run, message=f"Queued again: {where}.", level="success")
+
+
+def _resume_refused(
+    request: AuthedRequest, run: TrainingRun | GenerationRun, resume: Callable[[], object]
+) -> HttpResponseBase | None:
+    """Queue ``run`` again through ``resume``; the page that says why when it cannot be, else None."""
+    try:
+        resume()
+    except services.QueueUnavailable as exc:
+        return _after_run_action(request, run, message=f"Not resumed: {exc}", level="error", status=409)
+    except services.RunStateError as exc:
+        return _after_run_action(request, run, message=f"Not resumed: {exc}.", level="error", status=409)
+    return None
 
 
 @staff_required
@@ -219,12 +230,9 @@ def generation_run_cancel(request: AuthedRequest, run_id: int) -> HttpResponseBa
 @require_POST
 def generation_run_resume(request: AuthedRequest, run_id: int) -> HttpResponseBase:
     run = get_object_or_404(GenerationRun, pk=run_id)
-    try:
-        services.generation_run_resume(run=run)
-    except services.QueueUnavailable as exc:
-        return _after_run_action(request, run, message=f"Not resumed: {exc}", level="error", status=409)
-    except services.RunStateError as exc:
-        return _after_run_action(request, run, message=f"Not resumed: {exc}.", level="error", status=409)
+    refused = _resume_refused(request, run, lambda: services.generation_run_resume(run=run))
+    if refused is not None:
+        return refused
     done = f"{run.progress_step} of {run.progress_total} done"
     message = f"Queued again: it answers the prompts it had not reached ({done})."
     return _after_run_action(request, run, message=message, level="success")
