@@ -15,7 +15,7 @@ from annotate import selectors, services
 from annotate.filters import JudgementFilter
 from annotate.formats import ImportFileError
 from annotate.limits import ID_MAX
-from annotate.models import ExportJob, Judgement
+from annotate.models import Comparison, ExportJob, Judgement
 from config.api_types import RowId
 from config.auth import BearerToken, StaffBearerToken
 from config.queues import QueueUnavailable
@@ -250,3 +250,45 @@ def export_job_file(request: HttpRequest, job_id: RowId) -> Any:
         return 409, {"detail": f"export {job_id} is {job.status}: its file is not written"}
     path = Path(job.path)
     return FileResponse(path.open("rb"), as_attachment=True, filename=path.name)
+
+
+class AdjudicationIn(Schema):
+    outcome: Literal["a", "b", "tie", "both_bad"] = Field(
+        description="Completion A or B wins, or the comparison is a tie or both bad (then it is left out of exports)."
+    )
+    note: str = ""
+
+
+class AdjudicationOut(Schema):
+    comparison: int
+    outcome: str
+    adjudicated_by: str
+    adjudicated_at: datetime
+    note: str
+
+
+@router.post(
+    "/comparisons/{comparison_id}/adjudication",
+    auth=StaffBearerToken(),
+    response={200: AdjudicationOut, 400: ErrorOut, 404: ErrorOut},
+)
+def comparison_adjudication(request: HttpRequest, comparison_id: RowId, payload: AdjudicationIn) -> Any:
+    """Decide a comparison's outcome, overriding its judgements' majority in exports; a later call replaces it."""
+    try:
+        comparison = services.comparison_adjudicate(
+            comparison_id=comparison_id,
+            outcome=payload.outcome,
+            by=request.user,  # type: ignore[arg-type]
+            note=payload.note,
+        )
+    except Comparison.DoesNotExist:
+        return 404, {"detail": f"no comparison {comparison_id}"}
+    except services.AdjudicationInvalid as exc:
+        return 400, {"detail": str(exc)}
+    return 200, {
+        "comparison": comparison.pk,
+        "outcome": comparison.adjudicated_outcome,
+        "adjudicated_by": request.user.get_username(),
+        "adjudicated_at": comparison.adjudicated_at,
+        "note": comparison.adjudication_note,
+    }

@@ -10,8 +10,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from annotate.filters import JudgementFilter, names_parse
-from annotate.limits import ID_MAX, REASON_MAX_CHARS, reason_problem
-from annotate.models import Judgement
+from annotate.limits import ADJUDICATION_NOTE_MAX_CHARS, ID_MAX, REASON_MAX_CHARS, reason_problem
+from annotate.models import Judgement, Outcome
 from annotate.services import EXPORT_FORMATS
 
 IMPORT_FORMATS = (("", "From the file name"), ("jsonl", "JSONL"), ("csv", "CSV"), ("parquet", "Parquet"))
@@ -135,3 +135,8 @@ class ExportForm(JudgementFilterForm):
     )
 
     field_order = ["fmt", "conversational", "min_agreement", "since", "exclude_annotators"]
+
+
+class AdjudicationForm(forms.Form):
+    outcome = forms.ChoiceField(choices=Outcome.choices, widget=forms.RadioSelect)
+    note = forms.CharField(required=False, max_length=ADJUDICATION_NOTE_MAX_CHARS, strip=True)

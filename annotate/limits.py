@@ -9,6 +9,10 @@ import re
 # this wide, so raising it needs a migration as well.
 REASON_MAX_CHARS = 1000
 
+# A staff adjudication's note says why the votes were overruled: as short as a reason, and the
+# comparison table's column is this wide.
+ADJUDICATION_NOTE_MAX_CHARS = REASON_MAX_CHARS
+
 # The largest id a client may name: every primary key is a signed 64-bit integer (BigAutoField),
 # and a larger number sent on to the database is an overflow error there, not a missing row.
 ID_MAX = 2**63 - 1

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from annotate.limits import REASON_MAX_CHARS
+from annotate.limits import ADJUDICATION_NOTE_MAX_CHARS, REASON_MAX_CHARS
 
 
 class Prompt(models.Model):
@@ -72,8 +72,21 @@ class Purpose(models.TextChoices):
     EVALUATION = "evaluation", "Evaluation"
 
 
+class Outcome(models.TextChoices):
+    """What a comparison came to, named by completion rather than by the side an annotator saw it on."""
+
+    A = "a", "Completion A"
+    B = "b", "Completion B"
+    TIE = "tie", "Tie"
+    BOTH_BAD = "both_bad", "Both bad"
+
+
 class Comparison(models.Model):
-    """Two completions of one prompt, open until ``judgement_count`` reaches ``target_judgements``."""
+    """Two completions of one prompt, open until ``judgement_count`` reaches ``target_judgements``.
+
+    A staff adjudication (``adjudicated_outcome``, blank for none) overrides the majority of its
+    judgements wherever a decision is read (``annotate.selectors.decide``).
+    """
 
     prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="comparisons")
     completion_a = models.ForeignKey(Completion, on_delete=models.CASCADE, related_name="+")
@@ -85,6 +98,14 @@ class Comparison(models.Model):
     tags = models.JSONField(default=list, blank=True)
     purpose = models.CharField(max_length=10, choices=Purpose.choices, default=Purpose.TRAINING, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    adjudicated_outcome = models.CharField(
+        max_length=10, choices=Outcome.choices, blank=True, default="", help_text="Blank: not adjudicated."
+    )
+    adjudicated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    adjudicated_at = models.DateTimeField(null=True, blank=True)
+    adjudication_note = models.CharField(max_length=ADJUDICATION_NOTE_MAX_CHARS, blank=True, default="")
 
     class Meta:
         ordering = ["id"]
@@ -261,6 +282,7 @@ class AuditAction(models.TextChoices):
     TOKEN_CREATE = "token_create", "Created an API token"
     TOKEN_ROTATE = "token_rotate", "Rotated API tokens"
     TOKEN_REVOKE = "token_revoke", "Revoked an API token"
+    ADJUDICATE = "adjudicate", "Adjudicated a comparison"
 
 
 class AuditEntry(models.Model):

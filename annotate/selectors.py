@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -24,6 +24,7 @@ from annotate.models import (
     ExportJob,
     Judgement,
     LoginFailure,
+    Outcome,
     Prompt,
     Purpose,
 )
@@ -95,7 +96,10 @@ def judgements_matching(*, judgement_filter: JudgementFilter) -> QuerySet[Judgem
 
 @dataclass(frozen=True)
 class Decision:
-    """The aggregate of one comparison's judgements: a winner, or none, and the judgements counted."""
+    """The aggregate of one comparison's judgements: a winner, or none, and the judgements counted.
+
+    ``adjudicated``: staff decided the outcome, so it stands whatever the votes' agreement.
+    """
 
     comparison_id: int
     winner_id: int | None
@@ -103,6 +107,7 @@ class Decision:
     agreement: float
     num_judgements: int
     judgement_ids: tuple[int, ...] = ()
+    adjudicated: bool = False
 
 
 def decide(
@@ -110,29 +115,47 @@ def decide(
     completion_ids: tuple[int, int],
     votes: Sequence[tuple[str, int | None]],
     judgement_ids: tuple[int, ...] = (),
+    adjudicated_outcome: str = "",
 ) -> Decision:
     """Majority over the four outcomes (each side, tie, both bad); only a unique side wins.
 
-    ``agreement`` is the share of judgements that voted for the winning outcome.
+    An adjudicated outcome (``Outcome``: completion a or b, tie, both bad) replaces the majority.
+    ``agreement`` is the share of judgements that voted for the winning outcome (the adjudicated
+    one included, which may have had few votes or none).
     """
     tally: Counter[str | int] = Counter(winner if winner is not None else choice for choice, winner in votes)
-    ranked = tally.most_common()
-    top_key, top_count = ranked[0]
-    unique = len(ranked) == 1 or ranked[1][1] < top_count
     total = len(votes)
+    if adjudicated_outcome:
+        by_letter: dict[str, str | int] = {Outcome.A: completion_ids[0], Outcome.B: completion_ids[1]}
+        top_key = by_letter.get(adjudicated_outcome, adjudicated_outcome)
+        top_count, unique = tally[top_key], True
+    else:
+        ranked = tally.most_common()
+        top_key, top_count = ranked[0]
+        unique = len(ranked) == 1 or ranked[1][1] < top_count
+    adjudicated = bool(adjudicated_outcome)
     if not unique or not isinstance(top_key, int):
-        return Decision(comparison_id, None, None, top_count / total, total, judgement_ids)
+        return Decision(comparison_id, None, None, top_count / total, total, judgement_ids, adjudicated)
     loser = completion_ids[1] if top_key == completion_ids[0] else completion_ids[0]
-    return Decision(comparison_id, top_key, loser, top_count / total, total, judgement_ids)
+    return Decision(comparison_id, top_key, loser, top_count / total, total, judgement_ids, adjudicated)
 
 
 def preference_decisions(*, judgement_filter: JudgementFilter) -> Iterator[Decision]:
-    """Decided comparisons in id order, streamed: memory does not grow with the judgement count."""
+    """Decided comparisons in id order, streamed: memory does not grow with the judgement count.
+
+    An adjudicated winner is decided whatever the votes' agreement; ``min_agreement`` is for majorities.
+    """
     rows = (
         judgements_matching(judgement_filter=judgement_filter)
         .order_by("comparison_id", "id")
         .values_list(
-            "id", "comparison_id", "choice", "winner_id", "comparison__completion_a_id", "comparison__completion_b_id"
+            "id",
+            "comparison_id",
+            "choice",
+            "winner_id",
+            "comparison__completion_a_id",
+            "comparison__completion_b_id",
+            "comparison__adjudicated_outcome",
         )
         .iterator(chunk_size=JUDGEMENT_ROWS_PER_FETCH)
     )
@@ -143,8 +166,11 @@ def preference_decisions(*, judgement_filter: JudgementFilter) -> Iterator[Decis
             (votes[0][4], votes[0][5]),
             [(v[2], v[3]) for v in votes],
             judgement_ids=tuple(v[0] for v in votes),
+            adjudicated_outcome=votes[0][6],
         )
-        if decision.winner_id is not None and decision.agreement >= judgement_filter.min_agreement:
+        if decision.winner_id is not None and (
+            decision.adjudicated or decision.agreement >= judgement_filter.min_agreement
+        ):
             yield decision
 
 
@@ -212,6 +238,7 @@ def _preference_row(decision: Decision, comparison: Comparison, conversational: 
         "num_judgements": decision.num_judgements,
         "chosen_model": chosen.model_name,
         "rejected_model": rejected.model_name,
+        "adjudicated": decision.adjudicated,
     }
 
 
@@ -305,6 +332,108 @@ def prompts_tagged(*, tag: str, limit: int | None = None) -> list[Prompt]:
     # JSON containment is not portable to SQLite, and tags are short lists: filter here.
     chosen = [p for p in Prompt.objects.order_by("id") if tag in (p.tags or [])]
     return chosen[:limit] if limit is not None else chosen
+
+
+# Adjudication -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SplitComparison:
+    """A comparison whose judgements pick more than one outcome; ``agreement`` is the largest outcome's share."""
+
+    comparison_id: int
+    agreement: float
+    num_judgements: int
+
+
+def comparisons_split() -> list[SplitComparison]:
+    """Comparisons judged twice or more without one outcome for all, lowest agreement first (then oldest).
+
+    An outcome is a completion, a tie or both bad, so two annotators who saw the pair in opposite
+    side orders and chose the same completion agree. One streamed pass over the judgements of
+    comparisons judged twice or more; memory holds one small record per split comparison.
+    """
+    judged_twice = (
+        Judgement.objects.values("comparison_id").annotate(n=Count("id")).filter(n__gte=2).values("comparison_id")
+    )
+    rows = (
+        Judgement.objects.filter(comparison_id__in=judged_twice)
+        .order_by("comparison_id")
+        .values_list("comparison_id", "choice", "winner_id")
+        .iterator(chunk_size=JUDGEMENT_ROWS_PER_FETCH)
+    )
+    splits = []
+    for comparison_id, group in itertools.groupby(rows, key=lambda row: row[0]):
+        tally = Counter(winner if winner is not None else choice for _, choice, winner in group)
+        total = sum(tally.values())
+        if len(tally) > 1:
+            splits.append(SplitComparison(comparison_id, max(tally.values()) / total, total))
+    return sorted(splits, key=lambda split: (split.agreement, split.comparison_id))
+
+
+@dataclass(frozen=True)
+class Vote:
+    """One judgement as an adjudicator reads it: by whom, for which completion, and how long they looked."""
+
+    judge: str
+    outcome: str
+    strength: str
+    reason: str
+    seconds_on_card: int | None
+    created_at: datetime
+
+    @property
+    def outcome_label(self) -> str:
+        return Outcome(self.outcome).label
+
+
+@dataclass(frozen=True)
+class SplitCase:
+    comparison: Comparison
+    agreement: float
+    votes: list[Vote]
+
+
+def split_cases(*, splits: Iterable[SplitComparison]) -> list[SplitCase]:
+    """The comparisons of ``splits`` with their texts and every vote, in the same order (three queries).
+
+    Time on card runs from the lease to the vote, read from the annotator's assignment; an imported
+    judgement has none, and neither does a vote whose assignment is gone.
+    """
+    splits = list(splits)
+    ids = [split.comparison_id for split in splits]
+    comparisons = Comparison.objects.select_related(
+        "prompt", "completion_a", "completion_b", "adjudicated_by"
+    ).in_bulk(ids)
+    leases: dict[tuple[int, int | None], Assignment] = {
+        (a.comparison_id, a.annotator_id): a
+        for a in Assignment.objects.filter(comparison_id__in=ids, judged_at__isnull=False)
+    }
+    votes: dict[int, list[Vote]] = {i: [] for i in ids}
+    for judgement in Judgement.objects.filter(comparison_id__in=ids).select_related("annotator").order_by("id"):
+        comparison = comparisons[judgement.comparison_id]
+        lease = leases.get((judgement.comparison_id, judgement.annotator_id))
+        votes[judgement.comparison_id].append(
+            Vote(
+                judge=judgement.annotator.username if judgement.annotator else judgement.source,
+                outcome=_outcome(judgement, comparison),
+                strength=judgement.get_strength_display() if judgement.strength else "",
+                reason=judgement.reason,
+                seconds_on_card=(
+                    int((lease.judged_at - lease.created_at).total_seconds()) if lease and lease.judged_at else None
+                ),
+                created_at=judgement.created_at,
+            )
+        )
+    return [SplitCase(comparisons[s.comparison_id], s.agreement, votes[s.comparison_id]) for s in splits]
+
+
+def _outcome(judgement: Judgement, comparison: Comparison) -> str:
+    if judgement.winner_id == comparison.completion_a_id:
+        return Outcome.A
+    if judgement.winner_id == comparison.completion_b_id:
+        return Outcome.B
+    return judgement.choice
 
 
 # Accounts, tokens and the audit log --------------------------------------------------------

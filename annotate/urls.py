@@ -1,6 +1,6 @@
 from django.urls import path
 
-from annotate import views
+from annotate import adjudication_views, views
 
 app_name = "annotate"
 urlpatterns = [
@@ -13,4 +13,8 @@ urlpatterns = [
     path("exports/<int:job_id>/", views.export_job_page, name="export_job"),
     path("exports/<int:job_id>/download/", views.export_job_download, name="export_job_download"),
     path("stats/", views.stats_page, name="stats"),
+    path("adjudicate/", adjudication_views.adjudication_list, name="adjudicate"),
+    path(
+        "adjudicate/<int:comparison_id>/", adjudication_views.adjudication_decide, name="adjudicate_decide"
+    ),
 ]

@@ -4,6 +4,7 @@ One module per concern; this package re-exports their public names, so callers w
 ``from annotate import services`` and ``services.judgement_record(...)``.
 """
 
+from annotate.services.adjudication import AdjudicationInvalid, comparison_adjudicate
 from annotate.services.audit import audit_record
 from annotate.services.completions import NewCompletion, comparisons_create, completions_add
 from annotate.services.export import EXPORT_FORMATS, ExportResult, export_download, export_preferences
@@ -24,6 +25,7 @@ from annotate.services.users import IssuedToken, annotator_create, api_token_cre
 
 __all__ = [
     "EXPORT_FORMATS",
+    "AdjudicationInvalid",
     "Card",
     "CardSide",
     "ExportResult",
@@ -39,6 +41,7 @@ __all__ = [
     "assignment_next",
     "assignment_skip",
     "audit_record",
+    "comparison_adjudicate",
     "comparisons_create",
     "completions_add",
     "export_download",

@@ -66,6 +66,7 @@ def _arrow_schema(conversational: bool) -> Any:
             ("num_judgements", pa.int64()),
             ("chosen_model", pa.string()),
             ("rejected_model", pa.string()),
+            ("adjudicated", pa.bool_()),
         ]
     )
 

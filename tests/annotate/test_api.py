@@ -224,3 +224,47 @@ def test_an_export_that_matches_nothing_is_a_valid_empty_download(client, fmt):
         names = zipfile.ZipFile(io.BytesIO(body)).namelist()
         assert "dataset_info.json" in names
         assert any(name.endswith(".arrow") for name in names)
+
+
+# Adjudication ---------------------------------------------------------------------------
+
+
+def _adjudicate(client, user, comparison_id, payload):
+    url = f"/api/v1/comparisons/{comparison_id}/adjudication"
+    return client.post(url, json.dumps(payload), content_type="application/json", **_auth(user))
+
+
+def test_adjudication_is_200_and_recorded(client):
+    comparison = ComparisonFactory()
+    staff = StaffFactory()
+    response = _adjudicate(client, staff, comparison.id, {"outcome": "b", "note": "cites a source"})
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["comparison"], body["outcome"], body["adjudicated_by"], body["note"]) == (
+        comparison.id,
+        "b",
+        staff.username,
+        "cites a source",
+    )
+    comparison.refresh_from_db()
+    assert comparison.adjudicated_outcome == "b"
+
+
+@pytest.mark.parametrize("payload", [{"outcome": "left"}, {}, {"outcome": "a", "note": "x" * 1001}])
+def test_adjudication_with_a_bad_body_is_400(client, payload):
+    comparison = ComparisonFactory()
+    assert _adjudicate(client, StaffFactory(), comparison.id, payload).status_code == 400
+    comparison.refresh_from_db()
+    assert comparison.adjudicated_outcome == ""
+
+
+@pytest.mark.parametrize("comparison_id", [999_999, 2**63 - 1])
+def test_adjudication_of_an_unknown_comparison_is_404(client, comparison_id):
+    assert _adjudicate(client, StaffFactory(), comparison_id, {"outcome": "a"}).status_code == 404
+
+
+def test_adjudication_is_403_for_annotators(client):
+    comparison = ComparisonFactory()
+    assert _adjudicate(client, UserFactory(), comparison.id, {"outcome": "a"}).status_code == 403
+    comparison.refresh_from_db()
+    assert comparison.adjudicated_outcome == ""

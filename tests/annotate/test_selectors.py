@@ -1,8 +1,11 @@
+from datetime import timedelta
+
 import pytest
+from django.db.models import F
 
 from annotate import selectors, services
 from annotate.filters import JudgementFilter
-from annotate.models import Comparison, Judgement, Purpose
+from annotate.models import Assignment, Comparison, Judgement, Purpose
 from tests.annotate.factories import ComparisonFactory, UserFactory
 
 
@@ -88,3 +91,67 @@ def test_an_evaluation_comparison_never_becomes_a_preference_row():
     rows = list(selectors.preference_rows(judgement_filter=JudgementFilter(), conversational=False))
     assert len(rows) == 1
     assert Comparison.objects.get(pk=rows[0]["comparison_id"]).purpose == Purpose.TRAINING
+
+
+# Adjudication ---------------------------------------------------------------------------
+
+
+def test_decide_an_adjudicated_completion_wins_against_the_majority():
+    decision = selectors.decide(1, (10, 11), [("left", 10), ("left", 10), ("right", 11)], adjudicated_outcome="b")
+    assert (decision.winner_id, decision.loser_id, decision.adjudicated) == (11, 10, True)
+    assert decision.agreement == pytest.approx(1 / 3)
+
+
+def test_decide_an_adjudicated_tie_has_no_winner():
+    decision = selectors.decide(1, (10, 11), [("left", 10), ("left", 10)], adjudicated_outcome="tie")
+    assert (decision.winner_id, decision.adjudicated) == (None, True)
+
+
+def _judged(comparison, choice, *, flipped=False, user=None):
+    left, right = (comparison.completion_b_id, comparison.completion_a_id) if flipped else (
+        comparison.completion_a_id,
+        comparison.completion_b_id,
+    )
+    return services.judgement_record_scripted(
+        annotator=user or UserFactory(), comparison_id=comparison.id, left_id=left, right_id=right, choice=choice
+    )
+
+
+@pytest.mark.django_db
+def test_split_comparisons_are_exactly_those_without_one_outcome_lowest_agreement_first():
+    two_to_one, three_way, unanimous, single = ComparisonFactory.create_batch(4, target_judgements=3)
+    for choice in ("left", "right", "tie"):
+        _judged(three_way, choice)
+    for choice in ("left", "left", "both_bad"):
+        _judged(two_to_one, choice)
+    _judged(unanimous, "left")
+    _judged(unanimous, "right", flipped=True)
+    _judged(single, "left")
+    splits = selectors.comparisons_split()
+    assert [(s.comparison_id, round(s.agreement, 3), s.num_judgements) for s in splits] == [
+        (three_way.id, 0.333, 3),
+        (two_to_one.id, 0.667, 3),
+    ]
+
+
+@pytest.mark.django_db
+def test_split_cases_show_each_vote_as_the_completion_it_chose():
+    comparison = ComparisonFactory(target_judgements=2)
+    _judged(comparison, "left", flipped=True, user=UserFactory(username="flipped"))
+    _judged(comparison, "left", user=UserFactory(username="straight"))
+    (case,) = selectors.split_cases(splits=selectors.comparisons_split())
+    assert [(v.judge, v.outcome) for v in case.votes] == [("flipped", "b"), ("straight", "a")]
+
+
+@pytest.mark.django_db
+def test_split_cases_time_on_card_runs_from_the_lease_to_the_vote_and_is_blank_for_an_import():
+    comparison = ComparisonFactory(target_judgements=2)
+    user = UserFactory()
+    card = services.assignment_next(annotator=user)
+    services.judgement_record(
+        annotator=user, comparison_id=comparison.id, left_id=card.left.id, right_id=card.right.id, choice="tie"
+    )
+    Assignment.objects.filter(annotator=user).update(created_at=F("judged_at") - timedelta(seconds=42))
+    _vote(comparison, source="gold.jsonl")
+    (case,) = selectors.split_cases(splits=selectors.comparisons_split())
+    assert [v.seconds_on_card for v in case.votes] == [42, None]

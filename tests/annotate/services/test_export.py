@@ -7,7 +7,7 @@ from django.utils import timezone
 from annotate import services
 from annotate.filters import JudgementFilter
 from annotate.models import Judgement
-from tests.annotate.factories import ComparisonFactory, UserFactory
+from tests.annotate.factories import ComparisonFactory, StaffFactory, UserFactory
 from tests.annotate.services._helpers import PAIRS, import_pairs, judge
 
 pytestmark = pytest.mark.django_db
@@ -149,3 +149,70 @@ def test_an_export_whose_filter_leaves_nothing_is_empty_in_hf_too(tmp_path, writ
     result = services.export_preferences(path=tmp_path / "hf", fmt="hf", judgement_filter=later)
     assert result.rows == 0
     assert len(datasets.load_from_disk(str(tmp_path / "hf"))) == 0
+
+
+# Adjudication ---------------------------------------------------------------------------
+
+
+def _split_two_to_one():
+    """Completion A wins two votes to one."""
+    comparison = ComparisonFactory(target_judgements=3)
+    for choice in ("left", "left", "right"):
+        judge(UserFactory(), comparison, choice)
+    return comparison
+
+
+def test_an_adjudicated_winner_overrides_the_majority_and_says_so(tmp_path):
+    comparison = _split_two_to_one()
+    services.comparison_adjudicate(comparison_id=comparison.id, outcome="b", by=StaffFactory())
+    (row,) = _export_rows(tmp_path)
+    assert (row["chosen"], row["rejected"]) == (comparison.completion_b.text, comparison.completion_a.text)
+    assert row["adjudicated"] is True
+    assert round(row["agreement"], 3) == 0.333
+
+
+def test_a_row_decided_by_its_votes_is_not_adjudicated(tmp_path):
+    _split_two_to_one()
+    (row,) = _export_rows(tmp_path)
+    assert row["adjudicated"] is False
+
+
+@pytest.mark.parametrize("outcome", ["tie", "both_bad"])
+def test_an_adjudicated_tie_or_both_bad_drops_the_row(tmp_path, outcome):
+    comparison = _split_two_to_one()
+    services.comparison_adjudicate(comparison_id=comparison.id, outcome=outcome, by=StaffFactory())
+    assert _export_rows(tmp_path) == []
+
+
+def test_an_adjudicated_winner_is_a_row_even_below_min_agreement(tmp_path):
+    comparison = ComparisonFactory(target_judgements=2)
+    judge(UserFactory(), comparison, "left")
+    judge(UserFactory(), comparison, "right")
+    services.comparison_adjudicate(comparison_id=comparison.id, outcome="a", by=StaffFactory())
+    (row,) = _export_rows(tmp_path, judgement_filter=JudgementFilter(min_agreement=0.9))
+    assert (row["chosen"], row["adjudicated"]) == (comparison.completion_a.text, True)
+
+
+def test_an_adjudicated_row_reports_its_comparison_and_all_its_judgements(tmp_path):
+    comparison = ComparisonFactory(target_judgements=2)
+    judge(UserFactory(), comparison, "left")
+    judge(UserFactory(), comparison, "right")
+    services.comparison_adjudicate(comparison_id=comparison.id, outcome="a", by=StaffFactory())
+    result = services.export_preferences(path=tmp_path / "o.jsonl", fmt="jsonl")
+    assert result.comparison_ids == (comparison.id,)
+    assert sorted(result.judgement_ids) == sorted(comparison.judgements.values_list("id", flat=True))
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "hf"])
+def test_parquet_and_hf_exports_have_the_adjudicated_column(tmp_path, fmt):
+    import datasets
+
+    comparison = _split_two_to_one()
+    services.comparison_adjudicate(comparison_id=comparison.id, outcome="b", by=StaffFactory())
+    services.export_preferences(path=tmp_path / "out", fmt=fmt)
+    if fmt == "hf":
+        dataset = datasets.load_from_disk(str(tmp_path / "out"))
+    else:
+        dataset = datasets.Dataset.from_parquet(str(tmp_path / "out"), cache_dir=str(tmp_path / "c"))
+    assert dataset.features["adjudicated"].dtype == "bool"
+    assert dataset["adjudicated"] == [True]

@@ -93,3 +93,18 @@ def test_the_held_out_pairs_are_the_seeded_choice_and_never_trained_on(tiny_vers
     trained = {r["comparison_id"] for r in _rows(tmp_path / "run" / "dataset.jsonl")}
     assert held == {comparisons[i].id for i in heldout_indices(HELDOUT_MIN_PAIRS, seed=7)}
     assert not held & trained
+
+
+def test_the_frozen_dataset_follows_an_adjudication_against_the_majority(tiny_version, tmp_path):
+    _import_judged("pairs.jsonl", k=3)
+    _judge_all_open("left")
+    _judge_all_open("right")
+    overruled = Comparison.objects.order_by("id").first()
+    assert overruled is not None
+    annotate_services.comparison_adjudicate(comparison_id=overruled.id, outcome="b", by=UserFactory(is_staff=True))
+    run = _run(tiny_version, tmp_path, JudgementFilter())
+    dataset_freeze(run=run)
+    rows = {r["comparison_id"]: r for r in _rows(tmp_path / "run" / "dataset.jsonl")}
+    assert rows[overruled.id]["chosen"] == overruled.completion_b.messages
+    assert rows[overruled.id]["adjudicated"] is True
+    assert not any(r["adjudicated"] for i, r in rows.items() if i != overruled.id)
