@@ -292,3 +292,45 @@ def comparison_adjudication(request: HttpRequest, comparison_id: RowId, payload:
         "adjudicated_at": comparison.adjudicated_at,
         "note": comparison.adjudication_note,
     }
+
+
+class AlphaIntervalOut(Schema):
+    nominal: tuple[float, float] | None
+    ordinal: tuple[float, float] | None
+
+
+class AlphaOut(Schema):
+    nominal: float | None
+    ordinal: float | None
+    interval: AlphaIntervalOut
+
+
+class AnnotatorReliabilityOut(Schema):
+    username: str
+    judgements: int
+    agreement: float | None
+    kappa: float | None
+    left_share: float | None
+    left_share_interval: tuple[float, float] | None
+    median_seconds: float | None
+    rushed: int
+
+
+class StatsOut(Schema):
+    alpha: AlphaOut
+    annotators: list[AnnotatorReliabilityOut]
+
+
+@router.get("/stats", auth=StaffBearerToken(), response=StatsOut)
+def stats(request: HttpRequest) -> Any:
+    """Krippendorff's alpha (nominal, ordinal, 95% bootstrap intervals) and each annotator's reliability figures."""
+    reliability = selectors.annotator_reliability()
+    alpha = reliability.alpha
+    return {
+        "alpha": {
+            "nominal": alpha.nominal,
+            "ordinal": alpha.ordinal,
+            "interval": {"nominal": alpha.nominal_interval, "ordinal": alpha.ordinal_interval},
+        },
+        "annotators": reliability.annotators,
+    }

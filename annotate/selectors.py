@@ -11,10 +11,16 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db.models import Count, F, Q, QuerySet, Sum
+from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery, Sum
 from django.utils import timezone
 
-from annotate.filters import JudgementFilter
+from annotate.agreement import (
+    DEFAULT_SORT,
+    Reliability,
+    ReliabilityTally,
+    vote_of,
+)
+from annotate.filters import EVERY_JUDGEMENT, JudgementFilter
 from annotate.models import (
     ApiToken,
     Assignment,
@@ -466,3 +472,41 @@ def login_retry_after(*, username: str, ip: str | None) -> int | None:
         limiting = failures.values_list("created_at", flat=True)[limit - 1 : limit]
         waits.extend(max(1, int((at + window - now).total_seconds()) + 1) for at in limiting)
     return max(waits) if waits else None
+
+
+# Agreement and annotator reliability -------------------------------------------------------
+
+
+def annotator_reliability(
+    *, judgement_filter: JudgementFilter = EVERY_JUDGEMENT, sort: str = DEFAULT_SORT
+) -> Reliability:
+    """Krippendorff's alpha over the people's judgements ``judgement_filter`` keeps, and each person's figures.
+
+    A judgement's time on its card runs from the lease (the assignment's creation, or the undo that
+    handed the card back) to the vote, both on the server's clock. One streamed query, grouped
+    by comparison; the formulas are ``annotate.agreement``'s.
+    """
+    lease = Assignment.objects.filter(comparison_id=OuterRef("comparison_id"), annotator_id=OuterRef("annotator_id"))
+    rows = (
+        judgements_matching(judgement_filter=judgement_filter)
+        .filter(annotator__isnull=False)
+        .annotate(leased_at=Subquery(lease.values("created_at")[:1]), undone_at=Subquery(lease.values("undone_at")[:1]))
+        .order_by("comparison_id", "id")
+        .values_list(
+            "comparison_id",
+            "annotator__username",
+            "choice",
+            "strength",
+            "winner_id",
+            "comparison__completion_a_id",
+            "created_at",
+            "leased_at",
+            "undone_at",
+        )
+        .iterator(chunk_size=JUDGEMENT_ROWS_PER_FETCH)
+    )
+    tally = ReliabilityTally()
+    for _, group in itertools.groupby(rows, key=lambda row: row[0]):
+        tally.add([vote_of(*row[1:]) for row in group])
+    return tally.result(rushed_seconds=settings.DUET_RUSHED_SECONDS, sort=sort)
+

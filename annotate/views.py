@@ -7,16 +7,19 @@ redirect back to the page, so the forms work either way.
 
 from __future__ import annotations
 
+import csv
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.http import FileResponse, Http404, HttpResponse, HttpResponseBase
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from annotate import selectors, services
+from annotate.agreement import CSV_HEADER, DEFAULT_SORT
 from annotate.formats import ImportFileError
 from annotate.forms import ExportForm, ImportForm, JudgementForm, SkipForm
 from annotate.limits import REASON_MAX_CHARS
@@ -212,7 +215,23 @@ def export_page(request: AuthedRequest) -> HttpResponseBase:
 @staff_required
 @require_GET
 def stats_page(request: AuthedRequest) -> HttpResponse:
-    return render(request, "annotate/stats.html", {"stats": selectors.annotation_stats()})
+    """Counts, alpha and the annotator table (``?sort=column`` or ``-column``); ``?format=csv`` is the table alone."""
+    sort = request.GET.get("sort", DEFAULT_SORT)
+    reliability = selectors.annotator_reliability(sort=sort)
+    if request.GET.get("format") == "csv":
+        response = HttpResponse(content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = 'attachment; filename="annotators.csv"'
+        writer = csv.writer(response)
+        writer.writerow(CSV_HEADER)
+        writer.writerows(row.csv_row() for row in reliability.annotators)
+        return response
+    context = {
+        "stats": selectors.annotation_stats(),
+        "reliability": reliability,
+        "sort": sort,
+        "rushed_seconds": settings.DUET_RUSHED_SECONDS,
+    }
+    return render(request, "annotate/stats.html", context)
 
 
 @staff_required

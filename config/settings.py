@@ -208,6 +208,8 @@ DUET_JUDGEMENTS_PER_COMPARISON = int(os.environ.get("DUET_JUDGEMENTS_PER_COMPARI
 DUET_LEASE_SECONDS = int(os.environ.get("DUET_LEASE_SECONDS", "600"))
 DUET_MAX_TEXT_CHARS = int(os.environ.get("DUET_MAX_TEXT_CHARS", "100000"))
 DUET_EVAL_TAG = os.environ.get("DUET_EVAL_TAG", "eval")  # prompts held out for evaluation rounds, never trained on
+# A vote this soon after its card was shown counts as rushed on the stats page: reading two answers takes longer.
+DUET_RUSHED_SECONDS = float(os.environ.get("DUET_RUSHED_SECONDS", "3"))
 # An export of more comparisons than this runs as a job on the ``default`` queue instead of inside the request:
 # 2,000 rows took 0.2 s of CPU as JSONL and 0.65 s as Parquet or an hf folder (2-core machine, SQLite, 2026-12-02).
 DUET_EXPORT_INLINE_MAX_ROWS = int(os.environ.get("DUET_EXPORT_INLINE_MAX_ROWS", "2000"))

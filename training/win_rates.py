@@ -25,11 +25,13 @@ verdicts, barely moves the estimate otherwise. The interval is a percentile boot
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+# One home for the interval, shared with the annotator statistics; re-exported for the leaderboard and oracles.
+from annotate.agreement import wilson_interval as wilson_interval
 
 BOOTSTRAP_SAMPLES = 200
 # Two coefficients from fewer verdicts are mostly noise, and a bootstrap resample of so few often lacks one
@@ -37,18 +39,6 @@ BOOTSTRAP_SAMPLES = 200
 MIN_VERDICTS = 10
 # In log-odds units: sigmoid(+-2 * 5) spans 0.00005 to 0.99995, so it only rules out certainty.
 PRIOR_SD = 5.0
-_Z95 = 1.959963984540054
-
-
-def wilson_interval(successes: float, trials: int) -> tuple[float, float] | None:
-    """95% Wilson score interval of a proportion (sensible near 0 and 1 and for small counts)."""
-    if trials <= 0:
-        return None
-    p = successes / trials
-    denominator = 1 + _Z95**2 / trials
-    centre = (p + _Z95**2 / (2 * trials)) / denominator
-    half = _Z95 * math.sqrt(p * (1 - p) / trials + _Z95**2 / (4 * trials**2)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 @dataclass(frozen=True)

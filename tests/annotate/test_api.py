@@ -268,3 +268,33 @@ def test_adjudication_is_403_for_annotators(client):
     assert _adjudicate(client, UserFactory(), comparison.id, {"outcome": "a"}).status_code == 403
     comparison.refresh_from_db()
     assert comparison.adjudicated_outcome == ""
+
+
+def _judged_by_two():
+    for choice in ("left", "right", "tie"):
+        comparison = ComparisonFactory(target_judgements=2)
+        for name in ("amy", "bob"):
+            services.judgement_record_scripted(
+                annotator=UserFactory(username=name),
+                comparison_id=comparison.id,
+                left_id=comparison.completion_a_id,
+                right_id=comparison.completion_b_id,
+                choice=choice,
+            )
+
+
+def test_stats_gives_alpha_and_its_interval(client):
+    _judged_by_two()
+    alpha = client.get("/api/v1/stats", **_auth(StaffFactory())).json()["alpha"]
+    assert (alpha["nominal"], alpha["interval"]["nominal"]) == (pytest.approx(1.0), [pytest.approx(1.0)] * 2)
+
+
+def test_stats_gives_each_annotators_figures(client):
+    _judged_by_two()
+    annotators = client.get("/api/v1/stats", **_auth(StaffFactory())).json()["annotators"]
+    amy = next(row for row in annotators if row["username"] == "amy")
+    assert (amy["judgements"], amy["agreement"], amy["left_share"]) == (3, 1.0, 0.5)
+
+
+def test_stats_is_403_for_annotators(client):
+    assert client.get("/api/v1/stats", **_auth(UserFactory())).status_code == 403

@@ -2,6 +2,7 @@ from datetime import timedelta
 
 import pytest
 from django.db.models import F
+from django.utils import timezone
 
 from annotate import selectors, services
 from annotate.filters import JudgementFilter
@@ -155,3 +156,113 @@ def test_split_cases_time_on_card_runs_from_the_lease_to_the_vote_and_is_blank_f
     _vote(comparison, source="gold.jsonl")
     (case,) = selectors.split_cases(splits=selectors.comparisons_split())
     assert [v.seconds_on_card for v in case.votes] == [42, None]
+
+
+# Agreement and annotator reliability -------------------------------------------------------
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """The server's clock, moved by hand: ``clock.advance(seconds)``."""
+
+    class Clock:
+        now = timezone.now()
+
+        def advance(self, seconds):
+            self.now += timedelta(seconds=seconds)
+
+    fixed = Clock()
+    monkeypatch.setattr(timezone, "now", lambda: fixed.now)
+    return fixed
+
+
+def _lease_and_vote(user, clock, seconds, choice="left"):
+    card = services.assignment_next(annotator=user)
+    clock.advance(seconds)
+    return services.judgement_record(
+        annotator=user, comparison_id=card.comparison_id, left_id=card.left.id, right_id=card.right.id, choice=choice
+    )
+
+
+def _reliability_of(username, **kwargs):
+    return next(r for r in selectors.annotator_reliability(**kwargs).annotators if r.username == username)
+
+
+@pytest.mark.django_db
+def test_reliability_median_seconds_runs_from_lease_to_vote(hot_path, clock):
+    ComparisonFactory.create_batch(3)
+    user = UserFactory(username="ann")
+    for seconds in (4, 30, 10):
+        _lease_and_vote(user, clock, seconds)
+        clock.advance(100)
+    assert _reliability_of("ann").median_seconds == 10
+
+
+@pytest.mark.django_db
+def test_reliability_times_a_vote_after_an_undo_from_the_undo(clock):
+    ComparisonFactory()
+    user = UserFactory(username="ann")
+    _lease_and_vote(user, clock, 5)
+    clock.advance(60)
+    services.judgement_undo_last(annotator=user)
+    _lease_and_vote(user, clock, 2)
+    assert _reliability_of("ann").median_seconds == 2
+
+
+@pytest.mark.django_db
+def test_reliability_counts_rushed_votes_below_the_setting(clock, settings):
+    settings.DUET_RUSHED_SECONDS = 6
+    ComparisonFactory.create_batch(3)
+    user = UserFactory(username="ann")
+    for seconds in (1, 5, 7):
+        _lease_and_vote(user, clock, seconds)
+    assert _reliability_of("ann").rushed == 2
+
+
+@pytest.mark.django_db
+def test_reliability_maps_sides_to_completions():
+    comparison = ComparisonFactory(target_judgements=2)
+    a, b = comparison.completion_a_id, comparison.completion_b_id
+    for name, left, right, choice in (("ann", a, b, "left"), ("bob", b, a, "right")):
+        user = UserFactory(username=name)
+        services.judgement_record_scripted(
+            annotator=user, comparison_id=comparison.id, left_id=left, right_id=right, choice=choice
+        )
+    assert _reliability_of("ann").agreement == 1.0
+
+
+@pytest.mark.django_db
+def test_reliability_leaves_out_evaluation_comparisons():
+    _vote(ComparisonFactory(purpose=Purpose.EVALUATION), annotator=UserFactory(username="ann"))
+    assert selectors.annotator_reliability().annotators == []
+
+
+@pytest.mark.django_db
+def test_reliability_leaves_out_imported_judgements():
+    comparison = ComparisonFactory(target_judgements=2)
+    _vote(comparison, source="gold.jsonl")
+    _vote(comparison, annotator=UserFactory(username="ann"))
+    assert _reliability_of("ann").agreement is None
+
+
+@pytest.mark.django_db
+def test_reliability_takes_a_judgement_filter():
+    _vote(ComparisonFactory(), annotator=UserFactory(username="ann"))
+    _vote(ComparisonFactory(), annotator=UserFactory(username="bob"))
+    rows = selectors.annotator_reliability(judgement_filter=JudgementFilter(exclude_annotators=("bob",))).annotators
+    assert [r.username for r in rows] == ["ann"]
+
+
+@pytest.mark.django_db
+def test_reliability_alpha_over_people_who_agree_is_one():
+    for choice in ("left", "right", "tie"):
+        comparison = ComparisonFactory(target_judgements=2)
+        for name in ("ann", "bob"):
+            services.judgement_record_scripted(
+                annotator=UserFactory(username=name),
+                comparison_id=comparison.id,
+                left_id=comparison.completion_a_id,
+                right_id=comparison.completion_b_id,
+                choice=choice,
+            )
+    assert selectors.annotator_reliability().alpha.nominal == pytest.approx(1.0)

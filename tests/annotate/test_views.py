@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import csv
 import io
 import json
 import re
@@ -12,7 +13,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.utils import timezone
 
-from annotate import services
+from annotate import selectors, services
+from annotate.agreement import CSV_HEADER
 from annotate.formats import MAX_ERRORS
 from annotate.models import Assignment, Comparison, Judgement, Prompt
 from tests.annotate.factories import ComparisonFactory, PromptFactory, StaffFactory, UserFactory
@@ -530,3 +532,52 @@ def test_stats_shows_counts_and_pairwise_agreement(staff_client):
     assert re.search(
         r"<td>amy</td>\s*<td class=\"num\">1</td>\s*<td class=\"num\">1</td>\s*<td class=\"num\">50%", html
     )
+
+
+def _judged_by_three():
+    """Six comparisons judged by amy, bob and cat: amy and bob agree on all, cat on half; all pick left."""
+    for i in range(6):
+        comparison = ComparisonFactory(target_judgements=3)
+        a, b = comparison.completion_a_id, comparison.completion_b_id
+        for name, choice in (("amy", "left"), ("bob", "left"), ("cat", "left" if i % 2 else "right")):
+            left, right = (a, b) if choice == "left" else (b, a)
+            services.judgement_record_scripted(
+                annotator=UserFactory(username=name), comparison_id=comparison.id, left_id=left, right_id=right,
+                choice="left",
+            )
+
+
+def test_stats_shows_nominal_alpha_with_its_interval(staff_client):
+    _judged_by_three()
+    alpha = selectors.annotator_reliability().alpha
+    html = staff_client.get("/annotate/stats/").content.decode()
+    assert f'data-testid="alpha-nominal">{alpha.nominal:.2f}<' in html
+    low, high = alpha.nominal_interval
+    assert f'data-testid="alpha-nominal-interval">[{low:.2f}, {high:.2f}]<' in html
+
+
+def test_stats_shows_an_annotators_kappa_and_left_share(staff_client):
+    _judged_by_three()
+    cat = next(r for r in selectors.annotator_reliability().annotators if r.username == "cat")
+    html = staff_client.get("/annotate/stats/").content.decode()
+    low, high = (round(100 * end) for end in cat.left_share_interval)
+    assert re.search(rf'<td class="num">{cat.kappa:.2f}</td>\s*<td class="num">100% \[{low}, {high}\]</td>', html)
+
+
+def test_stats_sorts_the_annotator_table_by_the_column_asked(staff_client):
+    _judged_by_three()
+    html = staff_client.get("/annotate/stats/?sort=agreement").content.decode()
+    table = html[html.index('data-testid="reliability"') :]
+    assert table.index("<td>cat</td>") < table.index("<td>amy</td>") < table.index("<td>bob</td>")
+
+
+def test_stats_csv_has_a_header_and_one_row_per_annotator(staff_client):
+    _judged_by_three()
+    response = staff_client.get("/annotate/stats/?format=csv&sort=username")
+    rows = list(csv.reader(io.StringIO(response.content.decode())))
+    assert rows[0] == CSV_HEADER
+    assert [row[0] for row in rows[1:]] == ["amy", "bob", "cat"]
+
+
+def test_stats_csv_is_403_for_annotators(annotator_client):
+    assert annotator_client.get("/annotate/stats/?format=csv").status_code == 403
