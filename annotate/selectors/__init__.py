@@ -1,0 +1,76 @@
+"""Every read of the annotation app that is more than a lookup by id, one module per concern.
+
+- ``progress``: what an annotator has done and has left; prompts by tag.
+- ``decisions``: the one place a ``JudgementFilter`` applies, and how judgements become preference rows.
+- ``stats``: counts, pairwise agreement, Krippendorff's alpha, each annotator's reliability.
+- ``adjudication``: comparisons whose votes split.
+- ``accounts``: API tokens, the audit log, the login throttle.
+
+Callers write ``from annotate import selectors`` and ``selectors.judgements_matching(...)``.
+"""
+
+from annotate.selectors.accounts import (
+    api_tokens_of,
+    audit_entries,
+    login_retry_after,
+)
+from annotate.selectors.adjudication import (
+    SplitCase,
+    SplitComparison,
+    Vote,
+    comparisons_split,
+    split_cases,
+)
+from annotate.selectors.decisions import (
+    EXPORT_CHUNK,
+    JUDGEMENT_ROWS_PER_FETCH,
+    Decision,
+    ExportTally,
+    decide,
+    export_job,
+    export_rows_at_most,
+    judgements_matching,
+    preference_decisions,
+    preference_rows,
+)
+from annotate.selectors.progress import (
+    Progress,
+    annotator_progress,
+    last_judgement,
+    prompts_tagged,
+)
+from annotate.selectors.stats import (
+    AnnotationStats,
+    AnnotatorStats,
+    annotation_stats,
+    annotator_reliability,
+)
+
+__all__ = [
+    "EXPORT_CHUNK",
+    "JUDGEMENT_ROWS_PER_FETCH",
+    "AnnotationStats",
+    "AnnotatorStats",
+    "Decision",
+    "ExportTally",
+    "Progress",
+    "SplitCase",
+    "SplitComparison",
+    "Vote",
+    "annotation_stats",
+    "annotator_progress",
+    "annotator_reliability",
+    "api_tokens_of",
+    "audit_entries",
+    "comparisons_split",
+    "decide",
+    "export_job",
+    "export_rows_at_most",
+    "judgements_matching",
+    "last_judgement",
+    "login_retry_after",
+    "preference_decisions",
+    "preference_rows",
+    "prompts_tagged",
+    "split_cases",
+]
