@@ -209,14 +209,14 @@ def export(
         )
     except ValueError as exc:
         return 400, {"detail": str(exc)}
-    if services.export_is_large(judgement_filter=judgement_filter):
-        try:
-            job = services.export_job_start(
-                user=request.user, fmt=format, conversational=conversational,  # type: ignore[arg-type]
-                judgement_filter=judgement_filter,
-            )
-        except QueueUnavailable as exc:
-            return 503, {"detail": str(exc)}
+    try:
+        job = services.export_job_start_if_large(
+            user=request.user, fmt=format, conversational=conversational,  # type: ignore[arg-type]
+            judgement_filter=judgement_filter,
+        )
+    except QueueUnavailable as exc:
+        return 503, {"detail": str(exc)}
+    if job is not None:
         return 202, _export_job_out(job)
     tmp = tempfile.TemporaryDirectory(prefix="duet-export-")
     try:

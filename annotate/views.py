@@ -189,15 +189,16 @@ def export_page(request: AuthedRequest) -> HttpResponseBase:
     if not form.is_valid():
         return render(request, "annotate/export.html", {"form": form}, status=400)
     data = form.cleaned_data
-    if services.export_is_large(judgement_filter=form.judgement_filter()):
-        try:
-            job = services.export_job_start(
-                user=request.user, fmt=data["fmt"], conversational=data["conversational"],
-                judgement_filter=form.judgement_filter(),
-            )
-        except QueueUnavailable as exc:
-            form.add_error(None, f"Not started: {exc}")
-            return render(request, "annotate/export.html", {"form": form}, status=503)
+    judgement_filter = form.judgement_filter()
+    try:
+        job = services.export_job_start_if_large(
+            user=request.user, fmt=data["fmt"], conversational=data["conversational"],
+            judgement_filter=judgement_filter,
+        )
+    except QueueUnavailable as exc:
+        form.add_error(None, f"Not started: {exc}")
+        return render(request, "annotate/export.html", {"form": form}, status=503)
+    if job is not None:
         return redirect("annotate:export_job", job_id=job.pk)
     # The file is opened, then its folder removed: the open handle keeps the data readable
     # (POSIX) while FileResponse streams it, and nothing is left on disk afterwards.
@@ -206,7 +207,7 @@ def export_page(request: AuthedRequest) -> HttpResponseBase:
             directory=Path(tmp),
             fmt=data["fmt"],
             conversational=data["conversational"],
-            judgement_filter=form.judgement_filter(),
+            judgement_filter=judgement_filter,
         )
         handle = path.open("rb")
     return FileResponse(handle, as_attachment=True, filename=path.name)

@@ -8,7 +8,7 @@ from annotate.services.adjudication import AdjudicationInvalid, comparison_adjud
 from annotate.services.audit import audit_record
 from annotate.services.completions import NewCompletion, comparisons_create, completions_add
 from annotate.services.export import EXPORT_FORMATS, ExportResult, export_download, export_preferences
-from annotate.services.export_jobs import export_is_large, export_job_execute, export_job_start
+from annotate.services.export_jobs import export_job_execute, export_job_start, export_job_start_if_large
 from annotate.services.imports import ImportResult, pairs_import, prompts_import
 from annotate.services.judging import (
     JudgementConflict,
@@ -45,9 +45,9 @@ __all__ = [
     "comparisons_create",
     "completions_add",
     "export_download",
-    "export_is_large",
     "export_job_execute",
     "export_job_start",
+    "export_job_start_if_large",
     "export_preferences",
     "judgement_record",
     "judgement_record_scripted",

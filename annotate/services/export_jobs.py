@@ -1,8 +1,9 @@
 """Large exports as jobs: a request that would write more than ``DUET_EXPORT_INLINE_MAX_ROWS`` rows queues one.
 
-The web never spends seconds of CPU on an export: it counts the rows the filter can give (one query), writes
-a small export at once, and queues a large one on the ``default`` queue, where a worker writes the file under
-``DUET_EXPORTS_DIR`` and reports its progress; the export's page and ``GET /api/v1/exports/{id}`` follow it.
+The web never spends seconds of CPU on an export: ``export_job_start_if_large`` counts the rows the filter can
+give (one query) and queues a large export on the ``default`` queue, where a worker writes the file under
+``DUET_EXPORTS_DIR`` and reports its progress; a small one the request writes itself. The export's page and
+``GET /api/v1/exports/{id}`` follow a queued one.
 """
 
 from __future__ import annotations
@@ -23,15 +24,33 @@ from annotate.services.export import EXPORT_FORMATS, export_download
 from config.queues import DEFAULT_QUEUE, enqueue_on_commit, queue_check
 
 
-def export_is_large(*, judgement_filter: JudgementFilter) -> bool:
-    """Whether an export with this filter may write more rows than a request should (an upper bound: one query)."""
-    return selectors.export_rows_at_most(judgement_filter=judgement_filter) > settings.DUET_EXPORT_INLINE_MAX_ROWS
+def export_job_start_if_large(
+    *, user: User | None, fmt: str, conversational: bool, judgement_filter: JudgementFilter
+) -> ExportJob | None:
+    """Queue the export when it may write more rows than a request should; ``None`` when the request may write it.
+
+    The rows are counted once (an upper bound, one query) and the job keeps the count.
+    """
+    rows = selectors.export_rows_at_most(judgement_filter=judgement_filter)
+    if rows <= settings.DUET_EXPORT_INLINE_MAX_ROWS:
+        return None
+    return export_job_start(
+        user=user, fmt=fmt, conversational=conversational, judgement_filter=judgement_filter, rows_expected=rows
+    )
 
 
 def export_job_start(
-    *, user: User | None, fmt: str, conversational: bool, judgement_filter: JudgementFilter
+    *,
+    user: User | None,
+    fmt: str,
+    conversational: bool,
+    judgement_filter: JudgementFilter,
+    rows_expected: int | None = None,
 ) -> ExportJob:
-    """Queue an export on the ``default`` queue; ``QueueUnavailable`` (nothing created) when Redis is down."""
+    """Queue an export on the ``default`` queue; ``QueueUnavailable`` (nothing created) when Redis is down.
+
+    ``rows_expected`` is the caller's count of ``selectors.export_rows_at_most``, when it has one.
+    """
     from annotate import jobs
 
     if fmt not in EXPORT_FORMATS:
@@ -40,7 +59,10 @@ def export_job_start(
     with transaction.atomic():
         job = ExportJob.objects.create(
             created_by=user, fmt=fmt, conversational=conversational, filters=judgement_filter.to_json(),
-            rows_expected=selectors.export_rows_at_most(judgement_filter=judgement_filter),
+            rows_expected=(
+                rows_expected if rows_expected is not None
+                else selectors.export_rows_at_most(judgement_filter=judgement_filter)
+            ),
         )
 
         def enqueued(rq_job_id: str) -> None:

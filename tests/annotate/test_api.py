@@ -8,6 +8,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from annotate import services
 from annotate.models import Assignment, Comparison, Judgement
 from tests.annotate.factories import ComparisonFactory, StaffFactory, UserFactory
+from tests.annotate.services._helpers import judge
 
 pytestmark = pytest.mark.django_db
 
@@ -274,13 +275,7 @@ def _judged_by_two():
     for choice in ("left", "right", "tie"):
         comparison = ComparisonFactory(target_judgements=2)
         for name in ("amy", "bob"):
-            services.judgement_record_scripted(
-                annotator=UserFactory(username=name),
-                comparison_id=comparison.id,
-                left_id=comparison.completion_a_id,
-                right_id=comparison.completion_b_id,
-                choice=choice,
-            )
+            judge(UserFactory(username=name), comparison, choice)
 
 
 def test_stats_gives_alpha_and_its_interval(client):

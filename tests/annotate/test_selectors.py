@@ -8,6 +8,7 @@ from annotate import selectors, services
 from annotate.filters import JudgementFilter
 from annotate.models import Assignment, Comparison, Judgement, Purpose
 from tests.annotate.factories import ComparisonFactory, UserFactory
+from tests.annotate.services._helpers import judge
 
 
 def test_decide_majority_side_wins_with_its_share():
@@ -258,11 +259,5 @@ def test_reliability_alpha_over_people_who_agree_is_one():
     for choice in ("left", "right", "tie"):
         comparison = ComparisonFactory(target_judgements=2)
         for name in ("ann", "bob"):
-            services.judgement_record_scripted(
-                annotator=UserFactory(username=name),
-                comparison_id=comparison.id,
-                left_id=comparison.completion_a_id,
-                right_id=comparison.completion_b_id,
-                choice=choice,
-            )
+            judge(UserFactory(username=name), comparison, choice)
     assert selectors.annotator_reliability().alpha.nominal == pytest.approx(1.0)

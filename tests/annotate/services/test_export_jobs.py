@@ -14,6 +14,7 @@ from tests.annotate.factories import ComparisonFactory, StaffFactory, UserFactor
 from tests.annotate.services._helpers import judge
 
 pytestmark = pytest.mark.usefixtures("private_queues")
+LARGE_EXPORT = {"user": None, "fmt": "jsonl", "conversational": False, "judgement_filter": JudgementFilter()}
 REDIS_DOWN = {"gpu": {"URL": "redis://127.0.0.1:1/0"}, "default": {"URL": "redis://127.0.0.1:1/0"}}
 
 
@@ -32,14 +33,17 @@ def _finished(job: ExportJob) -> bool:
 def test_an_export_up_to_the_limit_is_written_in_the_request(settings):
     settings.DUET_EXPORT_INLINE_MAX_ROWS = 3
     _judged(3)
-    assert not services.export_is_large(judgement_filter=JudgementFilter())
+    assert services.export_job_start_if_large(**LARGE_EXPORT) is None
+    assert not ExportJob.objects.exists()
 
 
 @pytest.mark.django_db
-def test_an_export_beyond_the_limit_is_large(settings):
+def test_an_export_beyond_the_limit_is_queued_with_its_count(settings):
     settings.DUET_EXPORT_INLINE_MAX_ROWS = 3
     _judged(4)
-    assert services.export_is_large(judgement_filter=JudgementFilter())
+    job = services.export_job_start_if_large(**LARGE_EXPORT)
+    assert job is not None
+    assert (job.status, job.rows_expected) == (ExportJob.Status.QUEUED, 4)
 
 
 @pytest.mark.django_db
