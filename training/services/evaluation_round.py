@@ -25,8 +25,6 @@ def evaluation_round_start(
     tag = settings.DUET_EVAL_TAG
     if model_version.parent_id is None:
         raise ValueError(f"{model_version.name} has no parent version: an evaluation round compares a version with it")
-    if max_prompts is not None and max_prompts < 1:
-        raise ValueError("at most 0 prompts: an evaluation round needs at least one")
     if not prompts_tagged(tag=tag, limit=1):
         raise ValueError(f"no prompts are tagged {tag!r} (DUET_EVAL_TAG): tag held-out prompts on import")
     return generation_run_start(
