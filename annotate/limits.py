@@ -13,6 +13,17 @@ REASON_MAX_CHARS = 1000
 # comparison table's column is this wide.
 ADJUDICATION_NOTE_MAX_CHARS = REASON_MAX_CHARS
 
+# A campaign's guidelines are a page of markdown, its question one line.
+GUIDELINES_MAX_CHARS = 20_000
+QUESTION_MAX_CHARS = 200
+
+# The default campaign: every comparison belongs to one, and data from before campaigns moved here.
+DEFAULT_CAMPAIGN_SLUG = "default"
+
+# A gold item is shown to everyone (never twice to one person), so its k is the column's largest value
+# rather than the campaign's.
+GOLD_TARGET_JUDGEMENTS = 32767
+
 # The largest id a client may name: every primary key is a signed 64-bit integer (BigAutoField),
 # and a larger number sent on to the database is an overflow error there, not a missing row.
 ID_MAX = 2**63 - 1

@@ -56,8 +56,12 @@ class TrainCallbacks:
     on_progress: Callable[[int, int, float | None], None] | None = None
     should_stop: Callable[[], bool] | None = None
     on_log: Callable[[str], None] | None = None
-    # Called after a periodic (step- or time-based) checkpoint is written: a caller that buffers metrics can
-    # make what it recorded as durable as the checkpoint a resume will start from.
+    # Called just before a periodic (step- or time-based) checkpoint is written: a caller that buffers metrics
+    # makes what it recorded durable here, so that every step a resume skips is already stored. (Flushing after
+    # the save leaves a gap when the process dies between the two; flushing before merely stores steps that a
+    # resume from the previous checkpoint records again.)
+    before_checkpoint: Callable[[int], None] | None = None
+    # Called after a periodic checkpoint is written, with its directory.
     on_checkpoint: Callable[[int, Path], None] | None = None
     # Called once, before the first step, with the resolved schedule (``Schedule.to_json()``).
     on_schedule: Callable[[dict[str, Any]], None] | None = None
@@ -318,11 +322,13 @@ def _after_step(setup: _Setup, progress: _Progress, callbacks: TrainCallbacks, m
         callbacks.on_progress(step, total, eta)
     if step % config.log_every == 0:
         setup.log(f"step {step}/{total} " + _fmt(metrics))
-    # The evaluation comes first, so that a caller that makes its recorded metrics durable on_checkpoint
+    # The evaluation comes first, so that a caller that makes its recorded metrics durable before_checkpoint
     # records this step's evaluation with it.
     if setup.eval_every and step % setup.eval_every == 0 and step < total:
         _report_eval(setup, progress, callbacks, step, _evaluate(setup), f"eval at step {step}")
     if _checkpoint_due(setup, progress, step):
+        if callbacks.before_checkpoint and is_main:
+            callbacks.before_checkpoint(step)
         saved = _save_checkpoint(setup, progress, step, eval_before)
         if callbacks.on_checkpoint and is_main:
             callbacks.on_checkpoint(step, saved)

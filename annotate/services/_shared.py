@@ -39,18 +39,25 @@ def comparison_hash(hash_a: str, hash_b: str) -> str:
     return formats.content_hash("comparison", sorted([hash_a, hash_b]))
 
 
-def bulk_get_or_create(model: Any, rows: dict[str, dict[str, Any]]) -> tuple[dict[str, int], int]:
-    """Create rows missing by ``content_hash``; return ``{hash: id}`` for all and how many were new."""
+def bulk_get_or_create(
+    model: Any, rows: dict[str, dict[str, Any]], scope: dict[str, Any] | None = None
+) -> tuple[dict[str, int], int]:
+    """Create rows missing by ``content_hash``; return ``{hash: id}`` for all and how many were new.
+
+    ``scope`` narrows where a hash must be unique (a comparison's is unique per campaign: pass
+    ``{"campaign_id": ...}``, which the new rows get too).
+    """
+    scope = scope or {}
     ids: dict[str, int] = {}
     hashes = list(rows)
     for start in range(0, len(hashes), BULK_CHUNK):
         chunk = hashes[start : start + BULK_CHUNK]
-        ids.update(model.objects.filter(content_hash__in=chunk).values_list("content_hash", "id"))
-    missing = [model(content_hash=h, **rows[h]) for h in hashes if h not in ids]
+        ids.update(model.objects.filter(content_hash__in=chunk, **scope).values_list("content_hash", "id"))
+    missing = [model(content_hash=h, **scope, **rows[h]) for h in hashes if h not in ids]
     model.objects.bulk_create(missing, batch_size=BULK_CHUNK)
     for start in range(0, len(missing), BULK_CHUNK):
         chunk = [obj.content_hash for obj in missing[start : start + BULK_CHUNK]]
-        ids.update(model.objects.filter(content_hash__in=chunk).values_list("content_hash", "id"))
+        ids.update(model.objects.filter(content_hash__in=chunk, **scope).values_list("content_hash", "id"))
     return ids, len(missing)
 
 

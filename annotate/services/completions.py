@@ -6,12 +6,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 
 from annotate import formats
-from annotate.models import Comparison, Completion, Purpose
+from annotate.models import Campaign, Comparison, Completion, Purpose
 from annotate.services._shared import BULK_CHUNK, bulk_get_or_create, comparison_hash
+from annotate.services.campaigns import campaign_default
 
 
 @dataclass(frozen=True)
@@ -52,15 +52,19 @@ def comparisons_create(
     source: str,
     target_judgements: int | None = None,
     purpose: str = Purpose.TRAINING,
+    campaign: Campaign | None = None,
 ) -> int:
     """Open comparisons between two completions of the same prompt; they join the queue at once.
 
+    They belong to ``campaign`` (the default one when none is given), with its k unless
+    ``target_judgements`` is given.
     Pairs with identical text are skipped (nothing to judge); existing pairs are not duplicated.
     An evaluation comparison's judgements measure a model and are never trained on.
     """
     if purpose not in Purpose.values:
         raise ValueError(f"purpose must be one of {', '.join(Purpose.values)}")
-    target = target_judgements or settings.DUET_JUDGEMENTS_PER_COMPARISON
+    campaign = campaign or campaign_default()
+    target = target_judgements or campaign.target_judgements
     rows: dict[str, dict[str, Any]] = {}
     for a, b in pairs:
         if a.prompt_id != b.prompt_id:
@@ -79,5 +83,5 @@ def comparisons_create(
             },
         )
     with transaction.atomic():
-        _, created = bulk_get_or_create(Comparison, rows)
+        _, created = bulk_get_or_create(Comparison, rows, scope={"campaign_id": campaign.pk})
     return created

@@ -6,13 +6,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
-from django.conf import settings
 from django.db import connection, transaction
 
 from annotate import formats
-from annotate.models import AuditAction, Comparison, Completion, Judgement, Prompt
+from annotate.models import AuditAction, Campaign, Comparison, Completion, Judgement, Prompt
 from annotate.services._shared import BULK_CHUNK, bulk_get_or_create, comparison_hash, comparison_slot_take
 from annotate.services.audit import audit_record
+from annotate.services.campaigns import campaign_default, campaign_prompts_add
 
 
 @dataclass(frozen=True)
@@ -55,16 +55,22 @@ def _prompt_rows(records: Sequence[formats.PromptRecord], source: str) -> dict[s
     return rows
 
 
-def prompts_import(*, stream: IO[bytes], name: str, fmt: str | None = None) -> ImportResult:
+def prompts_import(
+    *, stream: IO[bytes], name: str, fmt: str | None = None, campaign: Campaign | None = None
+) -> ImportResult:
     """Stream the file through validation, creating its new prompts batch by batch in one transaction.
 
-    Any bad record rolls the whole import back.
+    The prompts join ``campaign`` (the default one when none is given). Any bad record rolls the
+    whole import back.
     """
+    campaign = campaign or campaign_default()
     reader = formats.RecordReader(stream, name=name, fmt=fmt, kind="prompts")
     created = 0
     with transaction.atomic():
         for batch in reader.batches(BULK_CHUNK):
-            created += bulk_get_or_create(Prompt, _prompt_rows(batch, name))[1]
+            ids, new = bulk_get_or_create(Prompt, _prompt_rows(batch, name))
+            campaign_prompts_add(campaign=campaign, prompt_ids=list(ids.values()))
+            created += new
         reader.finish()
         audit_record(
             action=AuditAction.PROMPTS_IMPORT, detail={"file": name, "records": reader.records, "new": created}
@@ -73,15 +79,25 @@ def prompts_import(*, stream: IO[bytes], name: str, fmt: str | None = None) -> I
 
 
 def pairs_import(
-    *, stream: IO[bytes], name: str, fmt: str | None = None, judged: bool = False, target_judgements: int | None = None
+    *,
+    stream: IO[bytes],
+    name: str,
+    fmt: str | None = None,
+    judged: bool = False,
+    target_judgements: int | None = None,
+    campaign: Campaign | None = None,
 ) -> ImportResult:
     """Stream the file through validation, creating prompts, completions and open comparisons atomically.
+
+    They join ``campaign`` (the default one when none is given), with its k unless
+    ``target_judgements`` is given.
 
     With ``judged`` the file's own choice is recorded as a judgement whose source is the file's
     name, once per content: the judgements remember the hash of the file's bytes, and a file
     whose bytes were imported judged before (under any name) adds no judgements.
     """
-    target = target_judgements or settings.DUET_JUDGEMENTS_PER_COMPARISON
+    campaign = campaign or campaign_default()
+    target = target_judgements or campaign.target_judgements
     if target < 1:
         raise formats.ImportFileError([f"{name}: judgements per comparison must be at least 1"])
     file_hash = formats.file_digest(stream) if judged else ""
@@ -91,7 +107,7 @@ def pairs_import(
         judged_before_as = _judged_source(file_hash) if judged else ""
         judging_hash = "" if judged_before_as else file_hash
         for batch in reader.batches(BULK_CHUNK):
-            written = _pairs_write(batch, source=name, target=target, file_hash=judging_hash)
+            written = _pairs_write(batch, source=name, target=target, file_hash=judging_hash, campaign=campaign)
             totals = (totals[0] + written[0], totals[1] + written[1], totals[2] + written[2])
         reader.finish()
         audit_record(
@@ -122,11 +138,12 @@ def _judged_source(file_hash: str) -> str:
 
 
 def _pairs_write(
-    records: Sequence[formats.PairRecord], *, source: str, target: int, file_hash: str
+    records: Sequence[formats.PairRecord], *, source: str, target: int, file_hash: str, campaign: Campaign
 ) -> tuple[int, int, int]:
     """Write one batch; return how many prompts, comparisons and judgements (if ``file_hash``) were new."""
     prompt_hashes = [_prompt_hash(r.prompt) for r in records]
     prompt_ids, prompts_created = bulk_get_or_create(Prompt, _prompt_rows([r.prompt for r in records], source))
+    campaign_prompts_add(campaign=campaign, prompt_ids=list(prompt_ids.values()))
     completion_ids, sides = _pair_completions(records, prompt_hashes, prompt_ids, source)
     comparison_rows: dict[str, dict[str, Any]] = {}
     for record, p_hash, (chosen, rejected) in zip(records, prompt_hashes, sides, strict=True):
@@ -141,7 +158,9 @@ def _pairs_write(
                 "tags": record.prompt.tags,
             },
         )
-    comparison_ids, comparisons_created = bulk_get_or_create(Comparison, comparison_rows)
+    comparison_ids, comparisons_created = bulk_get_or_create(
+        Comparison, comparison_rows, scope={"campaign_id": campaign.pk}
+    )
     judgements_created = 0
     if file_hash:
         winners = {

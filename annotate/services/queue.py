@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import random
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,9 +24,13 @@ from annotate import formats
 from annotate.models import Assignment, Comparison, Completion, Prompt
 from annotate.services import _shared
 
-# Two requests of one annotator can race to lease (see ``lease_take``); the loser's retry finds
-# the winner's lease as its own, so a second attempt suffices and four leave room to spare.
-_LEASE_ATTEMPTS = 4
+# Two requests of one annotator can race to lease (see ``lease_take``); the loser's retry usually
+# finds the winner's lease as its own. It loses again only if the other request judged that lease
+# and took a new one during the retry: a client hammering from two tabs in lockstep can do that a
+# few times running (CI saw four), so the loser also waits a random moment, growing per attempt,
+# which breaks the lockstep.
+_LEASE_ATTEMPTS = 8
+_LEASE_BACKOFF_SECONDS = 0.005
 
 
 @dataclass(frozen=True)
@@ -233,11 +238,11 @@ def lease_take(*, annotator: User) -> Card | None:
     refuses the second lease, and the retry then finds the first one as the annotator's own.
     """
     take = _lease_take_statement if _shared.single_statement() else _lease_take_orm
-    for _ in range(_LEASE_ATTEMPTS - 1):
+    for attempt in range(1, _LEASE_ATTEMPTS):
         try:
             return take(annotator)
         except IntegrityError:
-            continue
+            time.sleep(random.uniform(0, _LEASE_BACKOFF_SECONDS * attempt))
     return take(annotator)
 
 

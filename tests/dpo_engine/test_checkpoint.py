@@ -66,6 +66,19 @@ def test_a_checkpoint_follows_the_first_step_past_the_time_limit(tiny_model_dir,
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["step-00000003", "step-00000006"]
 
 
+def test_the_caller_hears_of_a_checkpoint_before_it_is_written(tiny_model_dir, make_preference_file, tmp_path):
+    # A caller stores its buffered curve then: a process killed during the save must not leave a checkpoint
+    # whose steps the caller never stored (a resume would skip them, leaving a gap in the curve).
+    heard: list[tuple[int, bool]] = []
+    config = config_for(tiny_model_dir, make_preference_file(n=16), tmp_path / "run", grad_accum=1, save_every=3,
+                        keep_checkpoints=0)  # 8 steps
+    written = lambda step: (tmp_path / "run" / "checkpoints" / f"step-{step:08d}").exists()  # noqa: E731
+    train(config, callbacks=TrainCallbacks(before_checkpoint=lambda step: heard.append((step, written(step)))))
+    assert heard == [(3, False), (6, False)]
+    assert written(3)
+    assert written(6)
+
+
 def test_zero_minutes_turns_time_based_checkpoints_off(tiny_model_dir, make_preference_file, tmp_path, monkeypatch):
     now = moving_clock(monkeypatch)
     config = config_for(tiny_model_dir, make_preference_file(n=8), tmp_path / "run", save_every_minutes=0)

@@ -85,5 +85,5 @@ def test_nobody_revokes_another_users_token():
 def test_no_token_starts_with_a_dash(monkeypatch):
     user = UserFactory()
     draws = iter(["-looks-like-an-option", "a-fine-token"])
-    monkeypatch.setattr("annotate.models.secrets.token_urlsafe", lambda n: next(draws))
+    monkeypatch.setattr("annotate.models.core.secrets.token_urlsafe", lambda n: next(draws))
     assert services.api_token_create(user=user).key == "a-fine-token"

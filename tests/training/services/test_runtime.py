@@ -60,11 +60,11 @@ def test_the_cancel_flag_comes_back_from_the_progress_write(run):
     assert _step(reporter, 2) is True
 
 
-def test_a_checkpoint_stores_the_curve_up_to_its_step(run):
+def test_the_curve_up_to_a_checkpoint_is_stored_before_the_checkpoint_is_written(run):
     reporter = StepReporter(run, interval=3600)
     for step in range(1, 4):
         _step(reporter, step)
-    reporter.callbacks().on_checkpoint(3, None)
+    reporter.callbacks().before_checkpoint(3)
     assert TrainingMetric.objects.filter(run=run).count() == 3
 
 

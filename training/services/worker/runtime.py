@@ -146,7 +146,8 @@ class StepReporter:
             on_progress=self.on_progress,
             should_stop=self.should_stop,
             on_log=self.on_log,
-            # A resume starts from the newest checkpoint: the curve up to it must be stored by then.
-            on_checkpoint=lambda step, path: self.flush(),
+            # A resume starts from the newest checkpoint: the curve up to it must be stored before it exists.
+            # Steps stored past it are written again by the resumed run (flush upserts).
+            before_checkpoint=lambda step: self.flush(),
         )
 

@@ -14,6 +14,7 @@ from django.db import models
 from django.db.models import Q
 
 from annotate.limits import ADJUDICATION_NOTE_MAX_CHARS, REASON_MAX_CHARS
+from annotate.models.campaigns import default_campaign_id
 
 
 class Prompt(models.Model):
@@ -91,12 +92,23 @@ class Comparison(models.Model):
     prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="comparisons")
     completion_a = models.ForeignKey(Completion, on_delete=models.CASCADE, related_name="+")
     completion_b = models.ForeignKey(Completion, on_delete=models.CASCADE, related_name="+")
-    content_hash = models.CharField(max_length=64, unique=True)
+    content_hash = models.CharField(max_length=64)
     target_judgements = models.PositiveSmallIntegerField(default=1)
     judgement_count = models.PositiveIntegerField(default=0)
     source = models.CharField(max_length=300, blank=True)
     tags = models.JSONField(default=list, blank=True)
     purpose = models.CharField(max_length=10, choices=Purpose.choices, default=Purpose.TRAINING, db_index=True)
+    campaign = models.ForeignKey(
+        "annotate.Campaign", default=default_campaign_id, on_delete=models.PROTECT, related_name="comparisons"
+    )
+    gold_outcome = models.CharField(
+        max_length=10,
+        choices=Outcome.choices,
+        blank=True,
+        default="",
+        help_text="The expected outcome of a gold (attention-check) item; blank for an ordinary comparison. "
+        "Gold items are mixed into queues at the campaign's rate and never reach a training export.",
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     adjudicated_outcome = models.CharField(
         max_length=10, choices=Outcome.choices, blank=True, default="", help_text="Blank: not adjudicated."
@@ -117,6 +129,8 @@ class Comparison(models.Model):
             )
         ]
         constraints = [
+            # The same pair may be asked in two campaigns (another question, other people), once in each.
+            models.UniqueConstraint(fields=["campaign", "content_hash"], name="comparison_once_per_campaign"),
             models.CheckConstraint(
                 condition=Q(judgement_count__lte=models.F("target_judgements")), name="comparison_not_overfilled"
             ),
@@ -283,6 +297,9 @@ class AuditAction(models.TextChoices):
     TOKEN_ROTATE = "token_rotate", "Rotated API tokens"
     TOKEN_REVOKE = "token_revoke", "Revoked an API token"
     ADJUDICATE = "adjudicate", "Adjudicated a comparison"
+    CAMPAIGN_CREATE = "campaign_create", "Created a campaign"
+    CAMPAIGN_UPDATE = "campaign_update", "Changed a campaign"
+    GOLD_MARK = "gold_mark", "Marked a comparison as gold"
 
 
 class AuditEntry(models.Model):

@@ -1,0 +1,38 @@
+"""Creating and changing campaigns, and finding the one a write targets."""
+
+from __future__ import annotations
+
+from django.db import transaction
+
+from annotate.limits import DEFAULT_CAMPAIGN_SLUG
+from annotate.models import Campaign
+
+
+class CampaignNotFound(ValueError):
+    """A campaign slug that names no campaign; the message names it."""
+
+
+def campaign_default() -> Campaign:
+    """The default campaign, created on first use (a fresh or flushed database may lack it)."""
+    campaign, _ = Campaign.objects.get_or_create(slug=DEFAULT_CAMPAIGN_SLUG, defaults={"name": "Default"})
+    return campaign
+
+
+def campaign_resolve(*, slug: str | None) -> Campaign:
+    """The campaign a write targets: the one named by ``slug``, or the default one when none is named."""
+    if not slug:
+        return campaign_default()
+    campaign = Campaign.objects.filter(slug=slug).first()
+    if campaign is None:
+        known = ", ".join(Campaign.objects.values_list("slug", flat=True)[:20]) or "none"
+        raise CampaignNotFound(f"no campaign with slug {slug!r} (known: {known})")
+    return campaign
+
+
+def campaign_prompts_add(*, campaign: Campaign, prompt_ids: list[int]) -> None:
+    """Make prompts part of a campaign (generation rounds for it draw from them); already there is fine."""
+    through = Campaign.prompts.through
+    with transaction.atomic():
+        through.objects.bulk_create(
+            [through(campaign_id=campaign.pk, prompt_id=pk) for pk in prompt_ids], ignore_conflicts=True
+        )
