@@ -4,6 +4,7 @@
 - ``decisions``: the one place a ``JudgementFilter`` applies, and how judgements become preference rows.
 - ``stats``: counts, pairwise agreement, Krippendorff's alpha, each annotator's reliability.
 - ``adjudication``: comparisons whose votes split.
+- ``gold``: gold accuracy per annotator, and who is flagged.
 - ``accounts``: API tokens, the audit log, the login throttle.
 
 Callers write ``from annotate import selectors`` and ``selectors.judgements_matching(...)``.
@@ -33,6 +34,7 @@ from annotate.selectors.decisions import (
     preference_decisions,
     preference_rows,
 )
+from annotate.selectors.gold import GoldScore, flagged_annotator_ids, gold_judgements, gold_scores, open_flag
 from annotate.selectors.progress import (
     Progress,
     annotator_progress,
@@ -53,6 +55,7 @@ __all__ = [
     "AnnotatorStats",
     "Decision",
     "ExportTally",
+    "GoldScore",
     "Progress",
     "SplitCase",
     "SplitComparison",
@@ -66,9 +69,13 @@ __all__ = [
     "decide",
     "export_job",
     "export_rows_at_most",
+    "flagged_annotator_ids",
+    "gold_judgements",
+    "gold_scores",
     "judgements_matching",
     "last_judgement",
     "login_retry_after",
+    "open_flag",
     "preference_decisions",
     "preference_rows",
     "prompts_tagged",
