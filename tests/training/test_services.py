@@ -160,7 +160,9 @@ def test_a_killed_worker_is_detected_and_the_run_resumes_from_its_checkpoint(tin
     assert "stopped answering" in run.error
     checkpointed = selectors.newest_checkpoint_step(run.out_dir)
     assert checkpointed is not None
-    assert checkpointed >= 3
+    # The curve is stored before each checkpoint is written, so a kill can land between the two: the stored
+    # progress may lead the newest checkpoint by the one step (save_every=1) whose save it interrupted.
+    assert checkpointed >= run.progress_step - 1 >= 2
 
     services.training_run_resume(run=run)
     worker.start(burst=True)
