@@ -6,10 +6,10 @@ a non-empty database instead of refusing. Here each model is written in primary-
 time, and read back the same way, so memory stays flat whatever the size of the instance.
 
 What moves: users (without their password hashes: a loaded user has an unusable password until
-``create_annotator NAME --password ...`` sets one), prompts, completions, comparisons, leases,
-judgements, model versions, training runs with their frozen judgements and metrics, generation
-runs. What does not: API tokens (secrets stay with the instance that issued them), sessions, and the
-files under ``var/runs`` (model weights, datasets), which are copied as files.
+``create_annotator NAME --password ...`` sets one) and groups, campaigns and flags, prompts,
+completions, comparisons, leases, judgements, model versions, training runs with their frozen
+judgements and metrics, generation runs. What does not: API tokens (secrets stay with the instance
+that issued them), sessions, and the files under ``var/runs`` (model weights, datasets), which are copied as files.
 """
 
 from __future__ import annotations
@@ -22,10 +22,12 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
+from django.contrib.auth.models import Group
 from django.core.management.color import no_style
 from django.db import connection, models, transaction
 
-from annotate.models import Assignment, Comparison, Completion, Judgement, Prompt
+from annotate.limits import DEFAULT_CAMPAIGN_SLUG
+from annotate.models import AnnotatorFlag, Assignment, Campaign, Comparison, Completion, Judgement, Prompt
 from dpo_engine.config import DEFAULT_MODEL
 from training.models import GenerationRun, ModelVersion, TrainingMetric, TrainingRun
 
@@ -47,15 +49,22 @@ class BackupError(ValueError):
 def backup_models() -> list[type[models.Model]]:
     """Every model a dump moves, parents before children (a version's ``trained_by`` points forward:
     foreign keys are checked at commit on both PostgreSQL and SQLite, so the cycle loads in one transaction)."""
+    user = get_user_model()
     return [
-        get_user_model(),
+        user,
+        Group,
+        user.groups.through,
         ModelVersion,
         TrainingRun,
+        Campaign,
+        Campaign.users.through,
         Prompt,
+        Campaign.prompts.through,
         Completion,
         Comparison,
         Assignment,
         Judgement,
+        AnnotatorFlag,
         TrainingRun.judgements.through,
         TrainingMetric,
         GenerationRun,
@@ -147,13 +156,22 @@ def _seeded_versions() -> models.QuerySet[ModelVersion]:
     return ModelVersion.objects.filter(name=DEFAULT_MODEL, is_default=True, parent=None, trained_by=None)
 
 
+def _seeded_campaigns() -> models.QuerySet[Campaign]:
+    """What migrating an empty database creates: the default campaign, holding nothing yet."""
+    return Campaign.objects.filter(
+        slug=DEFAULT_CAMPAIGN_SLUG, comparisons=None, prompts=None, users=None, flags=None
+    )
+
+
 def _occupied() -> list[str]:
-    """The moved models that already hold rows, counting the migrations' own default version as empty."""
+    """The moved models that already hold rows, counting the migrations' own default version and campaign as empty."""
     occupied = []
     for model in backup_models():
         rows = model._base_manager.all()
         if model is ModelVersion:
             rows = rows.exclude(pk__in=_seeded_versions().values("pk"))
+        if model is Campaign:
+            rows = rows.exclude(pk__in=_seeded_campaigns().values("pk"))
         if rows.exists():
             occupied.append(f"{_label(model)} ({model._base_manager.count()} rows)")
     return occupied
@@ -175,6 +193,7 @@ def database_load(*, path: Path) -> dict[str, int]:
                 + "; load into a freshly migrated, empty database"
             )
         _seeded_versions().delete()
+        _seeded_campaigns().delete()
         for entry in manifest["models"]:
             model = by_label[entry["model"]]
             rows = loaded[entry["model"]] = _model_load(model, path / entry["file"])

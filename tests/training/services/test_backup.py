@@ -13,11 +13,12 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.db import connection
 
 from annotate import services as annotate_services
-from annotate.models import ApiToken, Judgement, Prompt
+from annotate.models import AnnotatorFlag, ApiToken, Campaign, Judgement, Prompt
 from config.database_url import current_database_url
 from tests.annotate.factories import ComparisonFactory, CompletionFactory, PromptFactory, StaffFactory, UserFactory
 from training.models import GenerationRun, ModelVersion, TrainingMetric, TrainingRun
@@ -75,6 +76,16 @@ def _instance() -> None:
         since=datetime(2026, 11, 1, tzinfo=UTC), progress_step=1, progress_total=2, error="killed",
     )
     PromptFactory()  # a prompt nothing answered yet
+    group = Group.objects.create(name="raters")
+    annotator.groups.add(group)
+    campaign = Campaign.objects.create(
+        slug="harmless", name="Harmless", guidelines="# Rules\n\nNo *harm*.", access="group", group=group,
+        gold_rate=0.25,
+    )
+    campaign.users.add(staff)
+    campaign.prompts.add(prompt)
+    ComparisonFactory(campaign=campaign, gold_outcome="a", target_judgements=5)
+    AnnotatorFlag.objects.create(campaign=campaign, annotator=annotator, reason="gold 1/6", gold_seen=6, gold_correct=1)
 
 
 def _rows() -> dict[str, list[dict[str, Any]]]:
@@ -156,6 +167,7 @@ def test_a_freshly_migrated_database_counts_as_empty(tmp_path):
     database_dump(path=tmp_path / "a")
     _empty()
     default_model_version()  # what the migrations seed into a new database
+    annotate_services.campaign_default()
     database_load(path=tmp_path / "a")
     assert list(ModelVersion.objects.values_list("pk", "name")) == dumped
 
