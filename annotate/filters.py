@@ -37,6 +37,11 @@ class JudgementFilter:
     (``Comparison.purpose``) measure a model on prompts it must never learn from, so a filter leaves
     them out unless ``include_evaluation`` asks for them; only readers that measure (the
     leaderboard) do, never a training dataset.
+
+    ``campaign`` (a slug) keeps one campaign's judgements. Judgements by an annotator with an open
+    flag in the comparison's campaign are left out unless ``include_flagged``; ``exclude_rushed``
+    leaves out votes cast sooner after their card was leased than the campaign's rushed threshold.
+    Judgements on gold items are never kept: gold measures annotators and never reaches training.
     """
 
     since: datetime | None = None
@@ -44,6 +49,9 @@ class JudgementFilter:
     exclude_sources: tuple[str, ...] = ()
     min_agreement: float = 0.0
     include_evaluation: bool = False
+    campaign: str | None = None
+    include_flagged: bool = False
+    exclude_rushed: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.min_agreement <= 1.0:
@@ -55,7 +63,14 @@ class JudgementFilter:
 
     @classmethod
     def from_inputs(
-        cls, *, since: datetime | None = None, min_agreement: float | None = None, exclude: str | Iterable[str] = ()
+        cls,
+        *,
+        since: datetime | None = None,
+        min_agreement: float | None = None,
+        exclude: str | Iterable[str] = (),
+        campaign: str | None = None,
+        include_flagged: bool = False,
+        exclude_rushed: bool = False,
     ) -> JudgementFilter:
         """From a form, a command line or a query string, where one "leave out" list names both kinds.
 
@@ -69,6 +84,9 @@ class JudgementFilter:
             exclude_annotators=names,
             exclude_sources=names,
             min_agreement=0.0 if min_agreement is None else float(min_agreement),
+            campaign=campaign or None,
+            include_flagged=include_flagged,
+            exclude_rushed=exclude_rushed,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -78,6 +96,9 @@ class JudgementFilter:
             "exclude_annotators": list(self.exclude_annotators),
             "exclude_sources": list(self.exclude_sources),
             "include_evaluation": self.include_evaluation,
+            "campaign": self.campaign,
+            "include_flagged": self.include_flagged,
+            "exclude_rushed": self.exclude_rushed,
         }
 
     @classmethod
@@ -87,7 +108,8 @@ class JudgementFilter:
         Those older documents have one ``exclude_annotators`` list that left out usernames and
         import file names alike, so without ``exclude_sources`` the same names stand for both.
         Documents from before evaluation rounds existed had nothing to include: a missing
-        ``include_evaluation`` is False.
+        ``include_evaluation`` is False; those from before campaigns covered every campaign and
+        left nobody out for a flag or for speed (nobody was flagged, nothing was timed).
         """
         annotators = tuple(data.get("exclude_annotators") or ())
         sources = data.get("exclude_sources", annotators)
@@ -98,7 +120,14 @@ class JudgementFilter:
             exclude_sources=tuple(sources or ()),
             min_agreement=float(data.get("min_agreement") or 0.0),
             include_evaluation=bool(data.get("include_evaluation", False)),
+            campaign=data.get("campaign") or None,
+            include_flagged=bool(data.get("include_flagged", False)),
+            exclude_rushed=bool(data.get("exclude_rushed", False)),
         )
 
 
-EVERY_JUDGEMENT = JudgementFilter()
+TRUSTED_JUDGEMENTS = JudgementFilter()
+"""The default of exports and training runs: flagged annotators' votes left out."""
+
+EVERY_JUDGEMENT = JudgementFilter(include_flagged=True)
+"""Every judgement a reader may count (not evaluation, not gold): for statistics about people."""

@@ -8,10 +8,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 
 from annotate.filters import JudgementFilter
 from annotate.models import (
+    AnnotatorFlag,
     Comparison,
     ExportJob,
     Judgement,
@@ -37,9 +38,18 @@ def judgements_matching(*, judgement_filter: JudgementFilter) -> QuerySet[Judgem
     A source is left out only for imported judgements: a person's judgement has the source
     "human", which no import file is named. Judgements on evaluation comparisons are left out
     unless the filter includes them: this is where "evaluation is never trained on" holds, for the
-    export, a training run's frozen dataset and the API alike.
+    export, a training run's frozen dataset and the API alike; and so it is for gold items.
     """
-    judgements = Judgement.objects.all()
+    judgements = Judgement.objects.filter(comparison__gold_outcome="")
+    if judgement_filter.campaign is not None:
+        judgements = judgements.filter(comparison__campaign__slug=judgement_filter.campaign)
+    if not judgement_filter.include_flagged:
+        flagged = AnnotatorFlag.objects.filter(
+            campaign_id=OuterRef("comparison__campaign_id"),
+            annotator_id=OuterRef("annotator_id"),
+            cleared_at__isnull=True,
+        )
+        judgements = judgements.exclude(Exists(flagged))
     if not judgement_filter.include_evaluation:
         judgements = judgements.exclude(comparison__purpose=Purpose.EVALUATION)
     if judgement_filter.since is not None:

@@ -15,7 +15,7 @@ from typing import Any
 from django.utils import timezone
 
 from annotate import selectors
-from annotate.filters import EVERY_JUDGEMENT, JudgementFilter
+from annotate.filters import TRUSTED_JUDGEMENTS, JudgementFilter
 from annotate.models import AuditAction
 from annotate.services.audit import audit_record
 
@@ -129,7 +129,7 @@ def export_preferences(
     path: str | Path,
     fmt: str,
     conversational: bool = False,
-    judgement_filter: JudgementFilter = EVERY_JUDGEMENT,
+    judgement_filter: JudgementFilter = TRUSTED_JUDGEMENTS,
     progress: Callable[[int], None] | None = None,
 ) -> ExportResult:
     """Write TRL's preference dataset from the judgements, streaming, and replace ``path`` atomically.
@@ -172,7 +172,7 @@ def export_download(
     directory: Path,
     fmt: str,
     conversational: bool = False,
-    judgement_filter: JudgementFilter = EVERY_JUDGEMENT,
+    judgement_filter: JudgementFilter = TRUSTED_JUDGEMENTS,
     progress: Callable[[int], None] | None = None,
 ) -> Path:
     """Export into ``directory`` as one file to send: the dataset itself, or a zip of the ``hf`` folder."""

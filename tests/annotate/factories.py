@@ -4,7 +4,8 @@ import factory
 from django.contrib.auth import get_user_model
 
 from annotate import formats
-from annotate.models import Comparison, Completion, Prompt
+from annotate.limits import GOLD_TARGET_JUDGEMENTS
+from annotate.models import Campaign, Comparison, Completion, Outcome, Prompt
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -40,6 +41,15 @@ class CompletionFactory(factory.django.DjangoModelFactory):
     content_hash = factory.LazyAttribute(lambda o: formats.content_hash("completion", o.prompt.id, o.text))
 
 
+class CampaignFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Campaign
+
+    slug = factory.Sequence(lambda n: f"campaign-{n}")
+    name = factory.LazyAttribute(lambda o: o.slug.replace("-", " ").title())
+    gold_rate = 0.0
+
+
 class ComparisonFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Comparison
@@ -51,3 +61,10 @@ class ComparisonFactory(factory.django.DjangoModelFactory):
     content_hash = factory.LazyAttribute(
         lambda o: formats.content_hash("comparison", o.completion_a.id, o.completion_b.id)
     )
+
+
+class GoldComparisonFactory(ComparisonFactory):
+    """A gold item: its expected outcome is completion a; open to every annotator once."""
+
+    gold_outcome = Outcome.A
+    target_judgements = GOLD_TARGET_JUDGEMENTS
