@@ -61,3 +61,13 @@ def test_a_since_with_no_utc_time_is_refused():
 def test_moment_check_lets_none_and_ordinary_moments_through():
     moment_check(None, field="since")
     moment_check(datetime(2026, 12, 2, tzinfo=UTC), field="since")
+
+
+def test_json_round_trips_the_campaign_and_quality_options():
+    judgement_filter = JudgementFilter(campaign="helpful", include_flagged=True, exclude_rushed=True)
+    assert JudgementFilter.from_json(judgement_filter.to_json()) == judgement_filter
+
+
+def test_json_stored_before_campaigns_covers_every_campaign_and_leaves_flagged_votes_out():
+    stored = {"since": None, "min_agreement": 0.0, "exclude_annotators": [], "exclude_sources": []}
+    assert JudgementFilter.from_json(stored) == JudgementFilter()

@@ -6,8 +6,8 @@ from django.utils import timezone
 
 from annotate import selectors, services
 from annotate.filters import JudgementFilter
-from annotate.models import Assignment, Comparison, Judgement, Purpose
-from tests.annotate.factories import ComparisonFactory, UserFactory
+from annotate.models import AnnotatorFlag, Assignment, Comparison, Judgement, Purpose
+from tests.annotate.factories import CampaignFactory, ComparisonFactory, GoldComparisonFactory, UserFactory
 from tests.annotate.services._helpers import judge
 
 
@@ -84,6 +84,43 @@ def test_judgements_matching_keeps_evaluation_judgements_when_asked():
     evaluation = _vote(ComparisonFactory(purpose=Purpose.EVALUATION), annotator=UserFactory())
     matching = selectors.judgements_matching(judgement_filter=JudgementFilter(include_evaluation=True))
     assert list(matching) == [training, evaluation]
+
+
+@pytest.mark.django_db
+def test_judgements_matching_never_keeps_a_gold_item_judgement():
+    kept = _vote(ComparisonFactory(), annotator=UserFactory())
+    _vote(GoldComparisonFactory(), annotator=UserFactory())
+    every = JudgementFilter(include_flagged=True, include_evaluation=True)
+    assert list(selectors.judgements_matching(judgement_filter=every)) == [kept]
+
+
+@pytest.mark.django_db
+def test_judgements_matching_keeps_one_campaign_when_it_names_one():
+    kept = _vote(ComparisonFactory(campaign=CampaignFactory(slug="harmless")), annotator=UserFactory())
+    _vote(ComparisonFactory(campaign=CampaignFactory(slug="helpful")), annotator=UserFactory())
+    matching = selectors.judgements_matching(judgement_filter=JudgementFilter(campaign="harmless"))
+    assert list(matching) == [kept]
+
+
+@pytest.mark.django_db
+def test_judgements_matching_leaves_out_an_open_flagged_annotator_in_that_campaign_only():
+    flagged, other = CampaignFactory(), CampaignFactory()
+    person = UserFactory()
+    AnnotatorFlag.objects.create(campaign=flagged, annotator=person, reason="gold", gold_seen=8, gold_correct=2)
+    _vote(ComparisonFactory(campaign=flagged), annotator=person)
+    kept = _vote(ComparisonFactory(campaign=other), annotator=person)
+    assert list(selectors.judgements_matching(judgement_filter=JudgementFilter())) == [kept]
+
+
+@pytest.mark.django_db
+def test_judgements_matching_keeps_a_flagged_annotator_when_asked_or_once_cleared():
+    campaign, person = CampaignFactory(), UserFactory()
+    flag = AnnotatorFlag.objects.create(campaign=campaign, annotator=person, reason="gold", gold_seen=8, gold_correct=2)
+    vote = _vote(ComparisonFactory(campaign=campaign), annotator=person)
+    assert list(selectors.judgements_matching(judgement_filter=JudgementFilter(include_flagged=True))) == [vote]
+    flag.cleared_at = timezone.now()
+    flag.save()
+    assert list(selectors.judgements_matching(judgement_filter=JudgementFilter())) == [vote]
 
 
 @pytest.mark.django_db
