@@ -5,7 +5,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 
-from annotate.models import ApiToken, Comparison, Judgement, Prompt
+from annotate.models import ApiToken, Campaign, Comparison, Judgement, Prompt
 from tests.annotate.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -127,3 +127,30 @@ def test_import_prompts_of_a_latin1_file_names_the_line_and_column(tmp_path):
     with pytest.raises(CommandError, match=r"latin1.jsonl line 2: not UTF-8 text at column 16 \(byte 0xe9"):
         call_command("import_prompts", str(path))
     assert Prompt.objects.count() == 0
+
+
+def test_create_campaign_stores_its_options(tmp_path):
+    guidelines = tmp_path / "guidelines.md"
+    guidelines.write_text("# Be kind\nPrefer the **helpful** answer.", encoding="utf-8")
+    out = StringIO()
+    call_command(
+        "create_campaign", "helpful", "--name", "Helpfulness", "--k", "5", "--question", "Which helps more?",
+        "--guidelines", str(guidelines), "--gold-rate", "0.2", "--gold-threshold", "0.8", stdout=out,
+    )
+    campaign = Campaign.objects.get(slug="helpful")
+    assert (campaign.name, campaign.target_judgements, campaign.question, campaign.gold_rate) == (
+        "Helpfulness", 5, "Which helps more?", 0.2
+    )
+    assert (campaign.gold_threshold, campaign.guidelines) == (0.8, guidelines.read_text(encoding="utf-8"))
+    assert "helpful created" in out.getvalue()
+
+
+def test_create_campaign_with_a_bad_value_names_the_field():
+    with pytest.raises(CommandError, match="gold_rate"):
+        call_command("create_campaign", "helpful", "--gold-rate", "2")
+    assert not Campaign.objects.filter(slug="helpful").exists()
+
+
+def test_create_campaign_for_named_users_that_do_not_exist_names_them():
+    with pytest.raises(CommandError, match="ghost"):
+        call_command("create_campaign", "helpful", "--access", "users", "--users", "ghost")
