@@ -5,6 +5,7 @@
 - ``stats``: counts, pairwise agreement, Krippendorff's alpha, each annotator's reliability.
 - ``adjudication``: comparisons whose votes split.
 - ``gold``: gold accuracy per annotator, and who is flagged.
+- ``campaign_list``: which campaigns a person may see.
 - ``campaign_stats``: one campaign's alpha, annotator table (with gold accuracy and flags) and throughput.
 - ``accounts``: API tokens, the audit log, the login throttle.
 
@@ -23,8 +24,10 @@ from annotate.selectors.adjudication import (
     comparisons_split,
     split_cases,
 )
+from annotate.selectors.campaign_list import campaigns_visible
 from annotate.selectors.campaign_stats import (
     CAMPAIGN_CSV_HEADER,
+    CAMPAIGN_DEFAULT_SORT,
     CampaignAnnotator,
     CampaignStats,
     Throughput,
@@ -59,6 +62,7 @@ from annotate.selectors.stats import (
 
 __all__ = [
     "CAMPAIGN_CSV_HEADER",
+    "CAMPAIGN_DEFAULT_SORT",
     "EXPORT_CHUNK",
     "JUDGEMENT_ROWS_PER_FETCH",
     "AnnotationStats",
@@ -80,6 +84,7 @@ __all__ = [
     "audit_entries",
     "campaign_stats",
     "campaign_throughput",
+    "campaigns_visible",
     "comparisons_split",
     "decide",
     "export_job",
