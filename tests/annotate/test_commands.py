@@ -6,7 +6,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 
 from annotate.models import ApiToken, Campaign, Comparison, Judgement, Prompt
-from tests.annotate.factories import UserFactory
+from tests.annotate.factories import CampaignFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -154,3 +154,35 @@ def test_create_campaign_with_a_bad_value_names_the_field():
 def test_create_campaign_for_named_users_that_do_not_exist_names_them():
     with pytest.raises(CommandError, match="ghost"):
         call_command("create_campaign", "helpful", "--access", "users", "--users", "ghost")
+
+
+@pytest.mark.parametrize("command", ["import_prompts", "import_pairs"])
+def test_an_import_into_an_unknown_campaign_is_a_clear_error_naming_it(write_jsonl, command):
+    path = write_jsonl([PAIR])
+    with pytest.raises(CommandError, match="no campaign with slug 'nope'"):
+        call_command(command, str(path), "--campaign", "nope")
+    assert not Prompt.objects.exists()
+
+
+def test_import_pairs_into_a_campaign_puts_the_comparisons_there(write_jsonl):
+    campaign = CampaignFactory(slug="helpful", target_judgements=4)
+    _run("import_pairs", str(write_jsonl([PAIR])), "--campaign", "helpful")
+    assert list(Comparison.objects.values_list("campaign_id", "target_judgements")) == [(campaign.pk, 4)]
+
+
+def test_import_prompts_into_a_campaign_adds_them_to_it(write_jsonl):
+    campaign = CampaignFactory(slug="helpful")
+    _run("import_prompts", str(write_jsonl([{"prompt": "Why?"}])), "--campaign", "helpful")
+    assert list(campaign.prompts.values_list("messages", flat=True)) == [[{"role": "user", "content": "Why?"}]]
+
+
+def test_seed_demo_into_a_campaign_puts_the_pairs_there():
+    campaign = CampaignFactory(slug="demo-campaign")
+    _run("seed_demo", "--campaign", "demo-campaign")
+    assert Comparison.objects.exists()
+    assert not Comparison.objects.exclude(campaign=campaign).exists()
+
+
+def test_seed_demo_into_an_unknown_campaign_is_a_clear_error():
+    with pytest.raises(CommandError, match="no campaign with slug 'nope'"):
+        call_command("seed_demo", "--campaign", "nope")
