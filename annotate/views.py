@@ -163,7 +163,9 @@ def import_page(request: AuthedRequest) -> HttpResponse:
     upload = data["file"]
     try:
         if data["kind"] == "prompts":
-            result = services.prompts_import(stream=upload.file, name=upload.name, fmt=data["fmt"] or None)
+            result = services.prompts_import(
+                stream=upload.file, name=upload.name, fmt=data["fmt"] or None, campaign=data["campaign"]
+            )
         else:
             result = services.pairs_import(
                 stream=upload.file,
@@ -171,6 +173,7 @@ def import_page(request: AuthedRequest) -> HttpResponse:
                 fmt=data["fmt"] or None,
                 judged=data["judged"],
                 target_judgements=data["target_judgements"],
+                campaign=data["campaign"],
             )
     except ImportFileError as exc:
         context = {"form": form, "file_name": upload.name, "errors": exc.errors, "errors_stopped": exc.stopped}

@@ -430,6 +430,12 @@ def test_import_pairs_creates_comparisons_and_shows_the_summary(staff_client):
     assert list(Comparison.objects.values_list("target_judgements", flat=True)) == [3, 3]
 
 
+def test_import_pairs_into_a_campaign_chosen_on_the_form(staff_client):
+    campaign = CampaignFactory(slug="helpful", target_judgements=4)
+    staff_client.post("/annotate/import/", {"kind": "pairs", "file": _pairs_file(PAIRS), "campaign": "helpful"})
+    assert set(Comparison.objects.values_list("campaign_id", "target_judgements")) == {(campaign.pk, 4)}
+
+
 def test_import_pairs_as_judged_records_the_file_choice(staff_client):
     staff_client.post("/annotate/import/", {"kind": "pairs", "file": _pairs_file(PAIRS), "judged": "on"})
     assert Judgement.objects.filter(annotator=None, source="pairs.jsonl", choice="left").count() == 2
