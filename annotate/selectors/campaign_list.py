@@ -21,6 +21,6 @@ def campaigns_visible(*, user: AbstractBaseUser | AnonymousUser) -> QuerySet[Cam
     allowed = (
         Q(access=CampaignAccess.EVERYONE)
         | Q(access=CampaignAccess.USERS, users=user)
-        | Q(access=CampaignAccess.GROUP, group__in=user.groups.all())  # type: ignore[union-attr]
+        | Q(access=CampaignAccess.GROUP, group__user=user)
     )
     return campaigns.filter(allowed).distinct()
