@@ -206,23 +206,22 @@ def campaign_update(*, campaign: Campaign, actor: User | None, **changes: Any) -
         raise CampaignInvalid(unknown[0], "cannot be changed (or is no campaign field)")
     with transaction.atomic():
         locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
-        values = {name: getattr(locked, name) for name in UPDATABLE if name not in ("users", "group")}
-        values["group"] = locked.group
-        values["users"] = list(locked.users.all())
-        values.update({name: list(value) if name == "users" else value for name, value in changes.items()})
+        before = {name: getattr(locked, name) for name in UPDATABLE if name not in ("users", "group")}
+        before["group"] = locked.group
+        before["users"] = list(locked.users.all())
+        values = before | {name: list(value) if name == "users" else value for name, value in changes.items()}
         _values_check(values)
         people = values.pop("users")
         for name in changes.keys() - {"users"}:
             setattr(locked, name, values[name])
         locked.save()
-        if "users" in changes:
+        new_people = "users" in changes and {u.pk for u in people} != {u.pk for u in before["users"]}
+        if new_people:
             locked.users.set(people)
-        changed = {name: values[name] for name in changes if name != "users"}
-        audit_record(
-            action=AuditAction.CAMPAIGN_UPDATE,
-            target=locked,
-            detail=_audit_detail(changed, people if "users" in changes else None),
-        )
+        # Only what differs: the edit page posts every field, and the audit line should say what changed.
+        changed = {name: values[name] for name in changes if name != "users" and values[name] != before[name]}
+        detail = _audit_detail(changed, people if new_people else None)
+        audit_record(action=AuditAction.CAMPAIGN_UPDATE, target=locked, detail=detail)
     return locked
 
 
