@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import Count
 from django.db.models.functions import TruncDay, TruncHour
 
-from annotate.agreement import Alpha, AnnotatorReliability
+from annotate.agreement import DEFAULT_SORT, Alpha, AnnotatorReliability, annotators_sorted
 from annotate.filters import EVERY_JUDGEMENT
 from annotate.models import Campaign, Judgement
 from annotate.selectors.gold import GoldScore, flagged_annotator_ids, gold_scores
@@ -82,7 +82,7 @@ CAMPAIGN_SORT_COLUMNS = (
     "rushed",
     "flagged",
 )
-CAMPAIGN_DEFAULT_SORT = "-judgements"
+CAMPAIGN_DEFAULT_SORT = DEFAULT_SORT
 
 
 @dataclass(frozen=True)
@@ -90,17 +90,6 @@ class CampaignStats:
     campaign: Campaign
     alpha: Alpha
     annotators: list[CampaignAnnotator]
-
-
-def campaign_annotators_sorted(rows: list[CampaignAnnotator], sort: str) -> list[CampaignAnnotator]:
-    """By ``sort`` (a column, "-" first for descending; anything else is the default), blanks last."""
-    column = sort.removeprefix("-")
-    if column not in CAMPAIGN_SORT_COLUMNS:
-        return campaign_annotators_sorted(rows, CAMPAIGN_DEFAULT_SORT)
-    by_name = sorted(rows, key=lambda row: row.username)
-    present = [row for row in by_name if getattr(row, column) is not None]
-    present.sort(key=lambda row: getattr(row, column), reverse=sort.startswith("-"))
-    return present + [row for row in by_name if getattr(row, column) is None]
 
 
 def campaign_stats(*, campaign: Campaign, sort: str = CAMPAIGN_DEFAULT_SORT) -> CampaignStats:
@@ -123,9 +112,8 @@ def campaign_stats(*, campaign: Campaign, sort: str = CAMPAIGN_DEFAULT_SORT) -> 
         _annotator(name, people.get(name), gold_by_name.get(name), name in flagged_names)
         for name in people.keys() | gold_by_name.keys() | flagged_names
     ]
-    return CampaignStats(
-        campaign=campaign, alpha=reliability.alpha, annotators=campaign_annotators_sorted(rows, sort)
-    )
+    annotators = annotators_sorted(rows, sort, columns=CAMPAIGN_SORT_COLUMNS)
+    return CampaignStats(campaign=campaign, alpha=reliability.alpha, annotators=annotators)
 
 
 def _annotator(
