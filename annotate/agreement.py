@@ -25,7 +25,7 @@ from collections import Counter, defaultdict
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Literal
+from typing import Literal, Protocol, TypeVar
 
 import numpy as np
 
@@ -218,11 +218,19 @@ CSV_HEADER = [*SORT_COLUMNS[:5], "left_share_low", "left_share_high", *SORT_COLU
 DEFAULT_SORT = "-judgements"
 
 
-def annotators_sorted(rows: Iterable[AnnotatorReliability], sort: str) -> list[AnnotatorReliability]:
-    """By ``sort`` (a column, "-" first for descending; anything else is ``DEFAULT_SORT``), blanks last."""
+class _Named(Protocol):
+    @property
+    def username(self) -> str: ...
+
+
+Row = TypeVar("Row", bound=_Named)
+
+
+def annotators_sorted(rows: Iterable[Row], sort: str, *, columns: Sequence[str] = SORT_COLUMNS) -> list[Row]:
+    """By ``sort`` (one of ``columns``, "-" first for descending; anything else is ``DEFAULT_SORT``), blanks last."""
     column = sort.removeprefix("-")
-    if column not in SORT_COLUMNS:
-        return annotators_sorted(rows, DEFAULT_SORT)
+    if column not in columns:
+        return annotators_sorted(rows, DEFAULT_SORT, columns=columns)
     by_name = sorted(rows, key=lambda row: row.username)
     present = [row for row in by_name if getattr(row, column) is not None]
     present.sort(key=lambda row: getattr(row, column), reverse=sort.startswith("-"))

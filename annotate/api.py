@@ -135,24 +135,33 @@ def _judgement_out(judgement: Judgement) -> dict[str, Any]:
     }
 
 
-def _import(kind: str, file: UploadedFile, fmt: str | None, judged: bool, k: int | None) -> Any:
+def _import(kind: str, file: UploadedFile, fmt: str | None, judged: bool, k: int | None, campaign: str | None) -> Any:
     stream = file.file
     if stream is None:
         return 400, {"detail": "the upload is empty"}
     name = Path(file.name or "upload").name
     try:
+        target = services.campaign_resolve(slug=campaign)
         if kind == "prompts":
-            result = services.prompts_import(stream=stream, name=name, fmt=fmt)
+            result = services.prompts_import(stream=stream, name=name, fmt=fmt, campaign=target)
         else:
-            result = services.pairs_import(stream=stream, name=name, fmt=fmt, judged=judged, target_judgements=k)
-    except ImportFileError as exc:
+            result = services.pairs_import(
+                stream=stream, name=name, fmt=fmt, judged=judged, target_judgements=k, campaign=target
+            )
+    except (ImportFileError, services.CampaignNotFound) as exc:
         return 400, {"detail": str(exc)}
     return 201, result.__dict__
 
 
 @router.post("/import/prompts", auth=StaffBearerToken(), response={201: ImportOut, 400: ErrorOut})
-def import_prompts(request: HttpRequest, file: File[UploadedFile], format: Form[str | None] = None) -> Any:
-    return _import("prompts", file, format or None, False, None)
+def import_prompts(
+    request: HttpRequest,
+    file: File[UploadedFile],
+    format: Form[str | None] = None,
+    campaign: Form[str | None] = None,
+) -> Any:
+    """Prompts join ``campaign`` (a slug; the default campaign when none)."""
+    return _import("prompts", file, format or None, False, None, campaign or None)
 
 
 @router.post("/import/pairs", auth=StaffBearerToken(), response={201: ImportOut, 400: ErrorOut})
@@ -162,8 +171,10 @@ def import_pairs(
     format: Form[str | None] = None,
     judged: Form[bool] = False,
     judgements_per_comparison: Form[int | None] = None,
+    campaign: Form[str | None] = None,
 ) -> Any:
-    return _import("pairs", file, format or None, judged, judgements_per_comparison)
+    """Comparisons join ``campaign`` (a slug; the default campaign when none), with its k unless one is given."""
+    return _import("pairs", file, format or None, judged, judgements_per_comparison, campaign or None)
 
 
 class ExportJobOut(Schema):

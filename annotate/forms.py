@@ -6,12 +6,11 @@ import datetime as dt
 from typing import Any
 
 from django import forms
-from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from annotate.filters import JudgementFilter, names_parse
 from annotate.limits import ADJUDICATION_NOTE_MAX_CHARS, ID_MAX, REASON_MAX_CHARS, reason_problem
-from annotate.models import Judgement, Outcome
+from annotate.models import Campaign, Judgement, Outcome
 from annotate.services import EXPORT_FORMATS
 
 IMPORT_FORMATS = (("", "From the file name"), ("jsonl", "JSONL"), ("csv", "CSV"), ("parquet", "Parquet"))
@@ -66,7 +65,14 @@ class ImportForm(forms.Form):
         max_value=100,
         required=False,
         label="Judgements per comparison",
-        help_text=f"How many people judge each new comparison; default {settings.DUET_JUDGEMENTS_PER_COMPARISON}.",
+        help_text="How many people judge each new comparison; default: the campaign's k.",
+    )
+    campaign = forms.ModelChoiceField(
+        queryset=Campaign.objects.order_by("name"),
+        to_field_name="slug",
+        required=False,
+        empty_label="The default campaign",
+        help_text="The campaign the prompts and comparisons join.",
     )
 
     def clean(self) -> dict[str, Any]:

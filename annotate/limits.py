@@ -17,6 +17,16 @@ ADJUDICATION_NOTE_MAX_CHARS = REASON_MAX_CHARS
 GUIDELINES_MAX_CHARS = 20_000
 QUESTION_MAX_CHARS = 200
 
+# A campaign's name is a heading, and the column is this wide.
+CAMPAIGN_NAME_MAX_CHARS = 200
+# k is a PositiveSmallIntegerField, and GOLD_TARGET_JUDGEMENTS (its largest value) marks gold items;
+# a real campaign wanting more than a thousand judgements per comparison is a typo.
+TARGET_JUDGEMENTS_MAX = 1000
+# A card read for longer than ten minutes was not rushed whatever the threshold says.
+RUSHED_SECONDS_MAX = 600.0
+# The column is a PositiveSmallIntegerField; a campaign asking for more gold answers than this never flags anyone.
+GOLD_MIN_MAX = 1000
+
 # The default campaign: every comparison belongs to one, and data from before campaigns moved here.
 DEFAULT_CAMPAIGN_SLUG = "default"
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from annotate import adjudication_views, views
+from annotate import adjudication_views, campaign_views, views
 
 app_name = "annotate"
 urlpatterns = [
@@ -17,4 +17,8 @@ urlpatterns = [
     path(
         "adjudicate/<int:comparison_id>/", adjudication_views.adjudication_decide, name="adjudicate_decide"
     ),
+    path("campaigns/manage/", campaign_views.campaign_admin, name="campaign_admin"),
+    path("campaigns/manage/new/", campaign_views.campaign_new, name="campaign_new"),
+    path("campaigns/manage/<slug:slug>/edit/", campaign_views.campaign_edit, name="campaign_edit"),
+    path("campaigns/manage/<slug:slug>/status/", campaign_views.campaign_status, name="campaign_status"),
 ]

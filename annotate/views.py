@@ -12,14 +12,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.contrib import messages
 from django.http import FileResponse, Http404, HttpResponse, HttpResponseBase
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from annotate import selectors, services
-from annotate.agreement import CSV_HEADER, DEFAULT_SORT
+from annotate.charts import bar_chart
 from annotate.formats import ImportFileError
 from annotate.forms import ExportForm, ImportForm, JudgementForm, SkipForm
 from annotate.limits import REASON_MAX_CHARS
@@ -164,7 +163,9 @@ def import_page(request: AuthedRequest) -> HttpResponse:
     upload = data["file"]
     try:
         if data["kind"] == "prompts":
-            result = services.prompts_import(stream=upload.file, name=upload.name, fmt=data["fmt"] or None)
+            result = services.prompts_import(
+                stream=upload.file, name=upload.name, fmt=data["fmt"] or None, campaign=data["campaign"]
+            )
         else:
             result = services.pairs_import(
                 stream=upload.file,
@@ -172,6 +173,7 @@ def import_page(request: AuthedRequest) -> HttpResponse:
                 fmt=data["fmt"] or None,
                 judged=data["judged"],
                 target_judgements=data["target_judgements"],
+                campaign=data["campaign"],
             )
     except ImportFileError as exc:
         context = {"form": form, "file_name": upload.name, "errors": exc.errors, "errors_stopped": exc.stopped}
@@ -216,21 +218,35 @@ def export_page(request: AuthedRequest) -> HttpResponseBase:
 @staff_required
 @require_GET
 def stats_page(request: AuthedRequest) -> HttpResponse:
-    """Counts, alpha and the annotator table (``?sort=column`` or ``-column``); ``?format=csv`` is the table alone."""
-    sort = request.GET.get("sort", DEFAULT_SORT)
-    reliability = selectors.annotator_reliability(sort=sort)
+    """Counts, and one campaign's alpha, throughput and annotator table (``?campaign=slug``, the default one
+    when none; ``?sort=column`` or ``-column``); ``?format=csv`` is the campaign's table alone."""
+    sort = request.GET.get("sort", selectors.CAMPAIGN_DEFAULT_SORT)
+    try:
+        campaign = services.campaign_resolve(slug=request.GET.get("campaign"))
+    except services.CampaignNotFound as exc:
+        raise Http404(str(exc)) from exc
+    campaign_stats = selectors.campaign_stats(campaign=campaign, sort=sort)
     if request.GET.get("format") == "csv":
         response = HttpResponse(content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = 'attachment; filename="annotators.csv"'
+        response["Content-Disposition"] = f'attachment; filename="annotators-{campaign.slug}.csv"'
         writer = csv.writer(response)
-        writer.writerow(CSV_HEADER)
-        writer.writerows(row.csv_row() for row in reliability.annotators)
+        writer.writerow(selectors.CAMPAIGN_CSV_HEADER)
+        writer.writerows(row.csv_row() for row in campaign_stats.annotators)
         return response
+    throughput = selectors.campaign_throughput(campaign=campaign)
+    label = "%Y-%m-%d %H:00" if throughput.unit == "hour" else "%Y-%m-%d"
     context = {
         "stats": selectors.annotation_stats(),
-        "reliability": reliability,
+        "campaign_stats": campaign_stats,
+        "campaign": campaign,
+        "campaigns": selectors.campaigns_visible(user=request.user),
+        "throughput": throughput,
+        "throughput_chart": bar_chart(
+            title=f"Judgements per {throughput.unit} in {campaign.name}",
+            bars=[(moment.strftime(label), count) for moment, count in throughput.points],
+            x_label=f"judgements per {throughput.unit} (UTC)",
+        ),
         "sort": sort,
-        "rushed_seconds": settings.DUET_RUSHED_SECONDS,
     }
     return render(request, "annotate/stats.html", context)
 

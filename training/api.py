@@ -11,6 +11,7 @@ from django.shortcuts import get_object_or_404
 from ninja import Router, Schema
 from pydantic import ConfigDict, Field, create_model
 
+from annotate import services as annotate_services
 from annotate.filters import JudgementFilter
 from config.api_types import RowId
 from config.auth import StaffBearerToken
@@ -90,6 +91,7 @@ GenerationIn = create_model(  # type: ignore[call-overload]
     tag=(str, ""),
     pairing=(str | None, None),
     max_prompts=(int | None, Field(default=None, ge=1, le=MAX_PROMPTS_MAX)),
+    campaign=(str | None, Field(default=None, description="A campaign's slug: its prompts, its comparisons.")),
     **{name: schema_field(sampling_spec(name)) for name in SAMPLING_FIELDS},
 )
 
@@ -107,6 +109,7 @@ class GenerationOut(Schema):
     error: str
     created_at: datetime
     finished_at: datetime | None
+    campaign: str | None = None
 
 
 def _version(name: str | None) -> ModelVersion:
@@ -161,6 +164,7 @@ def generation_out(run: GenerationRun) -> dict[str, Any]:
         "error": run.error,
         "created_at": run.created_at,
         "finished_at": run.finished_at,
+        "campaign": run.campaign.slug if run.campaign is not None else None,
     }
 
 
@@ -234,8 +238,12 @@ def models_list(request: HttpRequest) -> Any:
 def generation_start(request: HttpRequest, payload: GenerationIn) -> Any:  # type: ignore[valid-type]
     options = payload.dict()  # type: ignore[attr-defined]
     version = _version(options.pop("model_version"))
+    slug = options.pop("campaign")
     try:
-        run = services.generation_run_start(model_version=version, user=request.user, **options)  # type: ignore[arg-type]
+        campaign = annotate_services.campaign_resolve(slug=slug) if slug else None
+        run = services.generation_run_start(
+            model_version=version, user=request.user, campaign=campaign, **options  # type: ignore[arg-type]
+        )
     except services.QueueUnavailable as exc:
         return 503, {"detail": str(exc)}
     except ValueError as exc:

@@ -8,6 +8,7 @@ from typing import Any
 from django import forms
 
 from annotate.forms import JudgementFilterForm, start_of_day
+from annotate.models import Campaign
 from training.engine_settings import form_field, sampling_spec, train_spec
 from training.models import GenerationRun, ModelVersion
 from training.services.control import MAX_PROMPTS_MAX
@@ -157,6 +158,13 @@ class GenerationRunForm(forms.Form):
         label="At most this many prompts",
         help_text="Empty: every matching prompt.",
     )
+    campaign = forms.ModelChoiceField(
+        queryset=Campaign.objects.order_by("name"),
+        to_field_name="slug",
+        required=False,
+        empty_label="None: every prompt, comparisons in the default campaign",
+        help_text="A campaign's round answers its prompts, and its comparisons land there.",
+    )
 
     def __init__(self, *args: Any, version: ModelVersion, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -166,7 +174,7 @@ class GenerationRunForm(forms.Form):
         self.fields["n"].help_text = (
             "Against the parent: how many of this version's answers meet the parent's one. Two samples: at least 2."
         )
-        self.order_fields(["prompts", "since", "tag", "pairing", *SAMPLING_LABELS, "max_prompts"])
+        self.order_fields(["campaign", "prompts", "since", "tag", "pairing", *SAMPLING_LABELS, "max_prompts"])
         has_parent = version.parent_id is not None
         self.fields["pairing"].initial = GenerationRun.Pairing.PARENT if has_parent else GenerationRun.Pairing.SELF
         if not has_parent:
@@ -181,5 +189,8 @@ class GenerationRunForm(forms.Form):
     def options(self) -> dict[str, Any]:
         """Keyword arguments of ``generation_run_start``."""
         data = self.cleaned_data
-        names = ("prompts", "since", "tag", "pairing", "n", "temperature", "top_p", "max_new_tokens", "seed")
-        return {**{name: data[name] for name in names}, "max_prompts": data["max_prompts"]}
+        names = (
+            "prompts", "since", "tag", "pairing", "n", "temperature", "top_p", "max_new_tokens", "seed", "max_prompts",
+            "campaign",
+        )  # fmt: skip
+        return {name: data[name] for name in names}

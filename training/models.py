@@ -185,6 +185,14 @@ class GenerationRun(RunBase):
         blank=True,
         help_text="The prompts the round answers, chosen at its first start; a resume keeps them.",
     )
+    campaign = models.ForeignKey(
+        "annotate.Campaign",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Where the round's comparisons land (the default campaign when empty).",
+    )
 
     class Meta(RunBase.Meta):
         pass

@@ -354,12 +354,19 @@ def model_version_detail(*, version_id: int) -> VersionDetail:
 
 
 def generation_prompts(*, run: GenerationRun) -> list[Prompt]:
-    """The prompts a generation round answers, oldest first, as its selection and cap say."""
+    """The prompts a generation round answers, oldest first, as its selection and cap say.
+
+    A round of a campaign answers that campaign's prompts ("unpaired": without an open comparison there).
+    """
     prompts = Prompt.objects.order_by("id")
+    open_comparisons = Comparison.objects.filter(judgement_count__lt=F("target_judgements"))
+    if run.campaign_id is not None:
+        prompts = prompts.filter(campaigns=run.campaign_id)
+        open_comparisons = open_comparisons.filter(campaign_id=run.campaign_id)
     if run.prompts == GenerationRun.Prompts.NEW and run.since is not None:
         prompts = prompts.filter(created_at__gte=run.since)
     if run.prompts == GenerationRun.Prompts.UNPAIRED:
-        open_ids = Comparison.objects.filter(judgement_count__lt=F("target_judgements")).values("prompt_id")
+        open_ids = open_comparisons.values("prompt_id")
         prompts = prompts.exclude(id__in=open_ids)
     selected = list(prompts)
     if run.prompts == GenerationRun.Prompts.TAG:

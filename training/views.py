@@ -17,6 +17,8 @@ from django.http import HttpResponse, HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from annotate import selectors as annotate_selectors
+from annotate import services as annotate_services
 from annotate.filters import JudgementFilter
 from config.auth import AuthedRequest, staff_required
 from training import selectors, services
@@ -258,6 +260,7 @@ def _render_version(
         "section": "models",
         "flashes": _messages(request),
         "eval_tag": settings.DUET_EVAL_TAG,
+        "campaigns": annotate_selectors.campaigns_visible(user=request.user),
     }
     return render(request, "training/version.html", context, status=status)
 
@@ -287,10 +290,15 @@ def version_page(request: AuthedRequest, version_id: int) -> HttpResponseBase:
 @staff_required
 @require_POST
 def version_next_round(request: AuthedRequest, version_id: int) -> HttpResponseBase:
-    """Train on the judgements since the last run, then let the new version generate the next round."""
+    """Train on the judgements since the last run, then let the new version generate the next round.
+
+    With a ``campaign`` (a slug) both stay in it: its judgements train, its prompts are answered.
+    """
     version = get_object_or_404(ModelVersion, pk=version_id)
+    slug = request.POST.get("campaign", "")
     try:
-        train_run, gen_run = services.next_round_start(base_version=version, user=request.user)
+        campaign = annotate_services.campaign_resolve(slug=slug) if slug else None
+        train_run, gen_run = services.next_round_start(base_version=version, user=request.user, campaign=campaign)
     except (services.QueueUnavailable, ValueError) as exc:
         messages.error(request, f"Next round not started: {exc}")
         return redirect("training:version", version_id=version.pk)
@@ -323,6 +331,13 @@ def version_evaluation_round(request: AuthedRequest, version_id: int) -> HttpRes
 @require_GET
 def leaderboard_page(request: AuthedRequest) -> HttpResponse:
     raw = request.GET.get("exclude", "")
-    board = leaderboard(judgement_filter=JudgementFilter.from_inputs(exclude=raw))
-    context = {"board": board, "exclude": raw, "section": "models"}
+    campaign = request.GET.get("campaign", "")
+    board = leaderboard(judgement_filter=JudgementFilter.from_inputs(exclude=raw, campaign=campaign or None))
+    context = {
+        "board": board,
+        "exclude": raw,
+        "campaign": campaign,
+        "campaigns": annotate_selectors.campaigns_visible(user=request.user),
+        "section": "models",
+    }
     return render(request, "training/leaderboard.html", context)

@@ -7,7 +7,7 @@ from django.contrib.auth.models import Group
 from django.db import models
 from django.db.models import Q
 
-from annotate.limits import DEFAULT_CAMPAIGN_SLUG, GUIDELINES_MAX_CHARS, QUESTION_MAX_CHARS
+from annotate.limits import CAMPAIGN_NAME_MAX_CHARS, DEFAULT_CAMPAIGN_SLUG, GUIDELINES_MAX_CHARS, QUESTION_MAX_CHARS
 
 
 def _k_default() -> int:
@@ -42,7 +42,7 @@ class Campaign(models.Model):
     """One annotation task. Every comparison belongs to exactly one; prompts may serve several."""
 
     slug = models.SlugField(max_length=50, unique=True)
-    name = models.CharField(max_length=200)
+    name = models.CharField(max_length=CAMPAIGN_NAME_MAX_CHARS)
     question = models.CharField(max_length=QUESTION_MAX_CHARS, default="Which answer is better?")
     guidelines = models.TextField(
         blank=True, max_length=GUIDELINES_MAX_CHARS, help_text="Markdown, rendered safely; shown on first visit."

@@ -5,6 +5,8 @@
 - ``stats``: counts, pairwise agreement, Krippendorff's alpha, each annotator's reliability.
 - ``adjudication``: comparisons whose votes split.
 - ``gold``: gold accuracy per annotator, and who is flagged.
+- ``campaign_list``: which campaigns a person may see.
+- ``campaign_stats``: one campaign's alpha, annotator table (with gold accuracy and flags) and throughput.
 - ``accounts``: API tokens, the audit log, the login throttle.
 
 Callers write ``from annotate import selectors`` and ``selectors.judgements_matching(...)``.
@@ -21,6 +23,16 @@ from annotate.selectors.adjudication import (
     Vote,
     comparisons_split,
     split_cases,
+)
+from annotate.selectors.campaign_list import campaigns_visible
+from annotate.selectors.campaign_stats import (
+    CAMPAIGN_CSV_HEADER,
+    CAMPAIGN_DEFAULT_SORT,
+    CampaignAnnotator,
+    CampaignStats,
+    Throughput,
+    campaign_stats,
+    campaign_throughput,
 )
 from annotate.selectors.decisions import (
     EXPORT_CHUNK,
@@ -49,22 +61,30 @@ from annotate.selectors.stats import (
 )
 
 __all__ = [
+    "CAMPAIGN_CSV_HEADER",
+    "CAMPAIGN_DEFAULT_SORT",
     "EXPORT_CHUNK",
     "JUDGEMENT_ROWS_PER_FETCH",
     "AnnotationStats",
     "AnnotatorStats",
+    "CampaignAnnotator",
+    "CampaignStats",
     "Decision",
     "ExportTally",
     "GoldScore",
     "Progress",
     "SplitCase",
     "SplitComparison",
+    "Throughput",
     "Vote",
     "annotation_stats",
     "annotator_progress",
     "annotator_reliability",
     "api_tokens_of",
     "audit_entries",
+    "campaign_stats",
+    "campaign_throughput",
+    "campaigns_visible",
     "comparisons_split",
     "decide",
     "export_job",

@@ -116,9 +116,15 @@ def annotation_stats() -> AnnotationStats:
 
 
 def annotator_reliability(
-    *, judgement_filter: JudgementFilter = EVERY_JUDGEMENT, sort: str = DEFAULT_SORT
+    *,
+    judgement_filter: JudgementFilter = EVERY_JUDGEMENT,
+    sort: str = DEFAULT_SORT,
+    rushed_seconds: float | None = None,
 ) -> Reliability:
     """Krippendorff's alpha over the people's judgements ``judgement_filter`` keeps, and each person's figures.
+
+    A vote faster than ``rushed_seconds`` (a campaign's threshold; the site's ``DUET_RUSHED_SECONDS``
+    when None) counts as rushed.
 
     A judgement's time on its card runs from the lease (the assignment's creation, or the undo that
     handed the card back) to the vote, both on the server's clock. One streamed query, grouped
@@ -146,4 +152,5 @@ def annotator_reliability(
     tally = ReliabilityTally()
     for _, group in itertools.groupby(rows, key=lambda row: row[0]):
         tally.add([vote_of(*row[1:]) for row in group])
-    return tally.result(rushed_seconds=settings.DUET_RUSHED_SECONDS, sort=sort)
+    threshold = settings.DUET_RUSHED_SECONDS if rushed_seconds is None else rushed_seconds
+    return tally.result(rushed_seconds=threshold, sort=sort)

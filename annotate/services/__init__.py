@@ -6,7 +6,15 @@ One module per concern; this package re-exports their public names, so callers w
 
 from annotate.services.adjudication import AdjudicationInvalid, comparison_adjudicate
 from annotate.services.audit import audit_record
-from annotate.services.campaigns import CampaignNotFound, campaign_default, campaign_prompts_add, campaign_resolve
+from annotate.services.campaigns import (
+    CampaignInvalid,
+    CampaignNotFound,
+    campaign_create,
+    campaign_default,
+    campaign_prompts_add,
+    campaign_resolve,
+    campaign_update,
+)
 from annotate.services.completions import NewCompletion, comparisons_create, completions_add
 from annotate.services.export import EXPORT_FORMATS, ExportResult, export_download, export_preferences
 from annotate.services.export_jobs import export_job_execute, export_job_start, export_job_start_if_large
@@ -27,6 +35,7 @@ from annotate.services.users import IssuedToken, annotator_create, api_token_cre
 __all__ = [
     "EXPORT_FORMATS",
     "AdjudicationInvalid",
+    "CampaignInvalid",
     "CampaignNotFound",
     "Card",
     "CardSide",
@@ -43,9 +52,11 @@ __all__ = [
     "assignment_next",
     "assignment_skip",
     "audit_record",
+    "campaign_create",
     "campaign_default",
     "campaign_prompts_add",
     "campaign_resolve",
+    "campaign_update",
     "comparison_adjudicate",
     "comparisons_create",
     "completions_add",

@@ -7,7 +7,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from annotate import services
 from annotate.models import Assignment, Comparison, Judgement
-from tests.annotate.factories import ComparisonFactory, StaffFactory, UserFactory
+from tests.annotate.factories import CampaignFactory, ComparisonFactory, StaffFactory, UserFactory
 from tests.annotate.services._helpers import judge
 
 pytestmark = pytest.mark.django_db
@@ -178,6 +178,21 @@ def test_staff_import_pairs_creates_comparisons(client):
     assert response.status_code == 201
     assert response.json()["judgements_created"] == 1
     assert Comparison.objects.count() == 1
+
+
+def test_staff_import_pairs_into_a_campaign(client):
+    campaign = CampaignFactory(slug="helpful")
+    upload = SimpleUploadedFile("pairs.jsonl", b'{"prompt": "Q?", "chosen": "A", "rejected": "B"}\n')
+    response = client.post("/api/v1/import/pairs", {"file": upload, "campaign": "helpful"}, **_auth(StaffFactory()))
+    assert response.status_code == 201
+    assert Comparison.objects.get().campaign == campaign
+
+
+def test_staff_import_into_an_unknown_campaign_is_400_naming_it(client):
+    upload = SimpleUploadedFile("p.jsonl", b'{"prompt": "hi"}\n')
+    response = client.post("/api/v1/import/prompts", {"file": upload, "campaign": "nope"}, **_auth(StaffFactory()))
+    assert response.status_code == 400
+    assert "no campaign with slug 'nope'" in response.json()["detail"]
 
 
 def test_staff_import_of_a_bad_file_is_400_naming_the_line(client):

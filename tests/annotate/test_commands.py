@@ -5,8 +5,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 
-from annotate.models import ApiToken, Comparison, Judgement, Prompt
-from tests.annotate.factories import UserFactory
+from annotate.models import ApiToken, Campaign, Comparison, Judgement, Prompt
+from tests.annotate.factories import CampaignFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -127,3 +127,62 @@ def test_import_prompts_of_a_latin1_file_names_the_line_and_column(tmp_path):
     with pytest.raises(CommandError, match=r"latin1.jsonl line 2: not UTF-8 text at column 16 \(byte 0xe9"):
         call_command("import_prompts", str(path))
     assert Prompt.objects.count() == 0
+
+
+def test_create_campaign_stores_its_options(tmp_path):
+    guidelines = tmp_path / "guidelines.md"
+    guidelines.write_text("# Be kind\nPrefer the **helpful** answer.", encoding="utf-8")
+    out = StringIO()
+    call_command(
+        "create_campaign", "helpful", "--name", "Helpfulness", "--k", "5", "--question", "Which helps more?",
+        "--guidelines", str(guidelines), "--gold-rate", "0.2", "--gold-threshold", "0.8", stdout=out,
+    )
+    campaign = Campaign.objects.get(slug="helpful")
+    assert (campaign.name, campaign.target_judgements, campaign.question, campaign.gold_rate) == (
+        "Helpfulness", 5, "Which helps more?", 0.2
+    )
+    assert (campaign.gold_threshold, campaign.guidelines) == (0.8, guidelines.read_text(encoding="utf-8"))
+    assert "helpful created" in out.getvalue()
+
+
+def test_create_campaign_with_a_bad_value_names_the_field():
+    with pytest.raises(CommandError, match="gold_rate"):
+        call_command("create_campaign", "helpful", "--gold-rate", "2")
+    assert not Campaign.objects.filter(slug="helpful").exists()
+
+
+def test_create_campaign_for_named_users_that_do_not_exist_names_them():
+    with pytest.raises(CommandError, match="ghost"):
+        call_command("create_campaign", "helpful", "--access", "users", "--users", "ghost")
+
+
+@pytest.mark.parametrize("command", ["import_prompts", "import_pairs"])
+def test_an_import_into_an_unknown_campaign_is_a_clear_error_naming_it(write_jsonl, command):
+    path = write_jsonl([PAIR])
+    with pytest.raises(CommandError, match="no campaign with slug 'nope'"):
+        call_command(command, str(path), "--campaign", "nope")
+    assert not Prompt.objects.exists()
+
+
+def test_import_pairs_into_a_campaign_puts_the_comparisons_there(write_jsonl):
+    campaign = CampaignFactory(slug="helpful", target_judgements=4)
+    _run("import_pairs", str(write_jsonl([PAIR])), "--campaign", "helpful")
+    assert list(Comparison.objects.values_list("campaign_id", "target_judgements")) == [(campaign.pk, 4)]
+
+
+def test_import_prompts_into_a_campaign_adds_them_to_it(write_jsonl):
+    campaign = CampaignFactory(slug="helpful")
+    _run("import_prompts", str(write_jsonl([{"prompt": "Why?"}])), "--campaign", "helpful")
+    assert list(campaign.prompts.values_list("messages", flat=True)) == [[{"role": "user", "content": "Why?"}]]
+
+
+def test_seed_demo_into_a_campaign_puts_the_pairs_there():
+    campaign = CampaignFactory(slug="demo-campaign")
+    _run("seed_demo", "--campaign", "demo-campaign")
+    assert Comparison.objects.exists()
+    assert not Comparison.objects.exclude(campaign=campaign).exists()
+
+
+def test_seed_demo_into_an_unknown_campaign_is_a_clear_error():
+    with pytest.raises(CommandError, match="no campaign with slug 'nope'"):
+        call_command("seed_demo", "--campaign", "nope")

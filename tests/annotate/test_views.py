@@ -14,10 +14,16 @@ from django.test import Client
 from django.utils import timezone
 
 from annotate import selectors, services
-from annotate.agreement import CSV_HEADER
 from annotate.formats import MAX_ERRORS
-from annotate.models import Assignment, Comparison, Judgement, Prompt
-from tests.annotate.factories import ComparisonFactory, PromptFactory, StaffFactory, UserFactory
+from annotate.models import AnnotatorFlag, Assignment, Comparison, Judgement, Prompt
+from tests.annotate.factories import (
+    CampaignFactory,
+    ComparisonFactory,
+    GoldComparisonFactory,
+    PromptFactory,
+    StaffFactory,
+    UserFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -424,6 +430,12 @@ def test_import_pairs_creates_comparisons_and_shows_the_summary(staff_client):
     assert list(Comparison.objects.values_list("target_judgements", flat=True)) == [3, 3]
 
 
+def test_import_pairs_into_a_campaign_chosen_on_the_form(staff_client):
+    campaign = CampaignFactory(slug="helpful", target_judgements=4)
+    staff_client.post("/annotate/import/", {"kind": "pairs", "file": _pairs_file(PAIRS), "campaign": "helpful"})
+    assert set(Comparison.objects.values_list("campaign_id", "target_judgements")) == {(campaign.pk, 4)}
+
+
 def test_import_pairs_as_judged_records_the_file_choice(staff_client):
     staff_client.post("/annotate/import/", {"kind": "pairs", "file": _pairs_file(PAIRS), "judged": "on"})
     assert Judgement.objects.filter(annotator=None, source="pairs.jsonl", choice="left").count() == 2
@@ -561,7 +573,11 @@ def test_stats_shows_an_annotators_kappa_and_left_share(staff_client):
     cat = next(r for r in selectors.annotator_reliability().annotators if r.username == "cat")
     html = staff_client.get("/annotate/stats/").content.decode()
     low, high = (round(100 * end) for end in cat.left_share_interval)
-    assert re.search(rf'<td class="num">{cat.kappa:.2f}</td>\s*<td class="num">100% \[{low}, {high}\]</td>', html)
+    assert re.search(
+        rf'<td class="num">{cat.kappa:.2f}</td>\s*<td class="num"[^>]*>[^<]*</td>\s*'
+        rf'<td class="num">100% \[{low}, {high}\]</td>',
+        html,
+    )
 
 
 def test_stats_sorts_the_annotator_table_by_the_column_asked(staff_client):
@@ -575,9 +591,74 @@ def test_stats_csv_has_a_header_and_one_row_per_annotator(staff_client):
     _judged_by_three()
     response = staff_client.get("/annotate/stats/?format=csv&sort=username")
     rows = list(csv.reader(io.StringIO(response.content.decode())))
-    assert rows[0] == CSV_HEADER
+    assert rows[0] == selectors.CAMPAIGN_CSV_HEADER
     assert [row[0] for row in rows[1:]] == ["amy", "bob", "cat"]
 
 
 def test_stats_csv_is_403_for_annotators(annotator_client):
     assert annotator_client.get("/annotate/stats/?format=csv").status_code == 403
+
+
+def _campaign_judged(slug):
+    """A campaign with one comparison judged alike by amy and bob, and one gold item amy got wrong."""
+    campaign = CampaignFactory(slug=slug)
+    comparison = ComparisonFactory(campaign=campaign, target_judgements=2)
+    gold = GoldComparisonFactory(campaign=campaign)
+    for name in ("amy", "bob"):
+        services.judgement_record_scripted(
+            annotator=UserFactory(username=name), comparison_id=comparison.id,
+            left_id=comparison.completion_a_id, right_id=comparison.completion_b_id, choice="left",
+        )
+    services.judgement_record_scripted(
+        annotator=UserFactory(username="amy"), comparison_id=gold.id,
+        left_id=gold.completion_a_id, right_id=gold.completion_b_id, choice="right",
+    )
+    return campaign
+
+
+def test_stats_of_a_campaign_shows_only_its_annotators_with_gold_accuracy(staff_client):
+    _campaign_judged("helpful")
+    services.judgement_record_scripted(
+        annotator=UserFactory(username="zed"), comparison_id=(other := ComparisonFactory()).id,
+        left_id=other.completion_a_id, right_id=other.completion_b_id, choice="left",
+    )
+    html = staff_client.get("/annotate/stats/?campaign=helpful").content.decode()
+    table = html[html.index('data-testid="reliability"') :]
+    assert "<td>amy</td>" in table
+    assert "<td>zed</td>" not in table
+    assert re.search(r'data-testid="gold-amy">0% \[0, \d+\] of 1<', html)
+
+
+def test_stats_of_a_campaign_marks_a_flagged_annotator(staff_client):
+    campaign = _campaign_judged("helpful")
+    AnnotatorFlag.objects.create(
+        campaign=campaign, annotator=UserFactory(username="amy"), reason="gold", gold_seen=1, gold_correct=0
+    )
+    html = staff_client.get("/annotate/stats/?campaign=helpful").content.decode()
+    assert 'data-testid="flagged-amy"' in html
+    assert 'data-testid="flagged-bob"' not in html
+
+
+def test_stats_draws_the_campaigns_throughput(staff_client):
+    _campaign_judged("helpful")
+    html = staff_client.get("/annotate/stats/?campaign=helpful").content.decode()
+    figure = html[html.index('data-testid="throughput"') :]
+    assert figure.index("<svg") < figure.index("</figure>")
+    assert "3 judgements by people, per hour" in figure
+
+
+def test_stats_of_an_unknown_campaign_is_404_naming_it(staff_client):
+    response = staff_client.get("/annotate/stats/?campaign=nope")
+    assert response.status_code == 404
+
+
+def test_stats_csv_of_a_campaign_has_gold_and_flag_columns(staff_client):
+    _campaign_judged("helpful")
+    response = staff_client.get("/annotate/stats/?campaign=helpful&format=csv&sort=username")
+    rows = [dict(zip(selectors.CAMPAIGN_CSV_HEADER, row, strict=True)) for row in csv.reader(io.StringIO(
+        response.content.decode()))][1:]
+    assert [(row["username"], row["gold_seen"], row["flagged"]) for row in rows] == [
+        ("amy", "1", "False"),
+        ("bob", "0", "False"),
+    ]
+    assert 'filename="annotators-helpful.csv"' in response["Content-Disposition"]

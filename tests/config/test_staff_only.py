@@ -50,7 +50,8 @@ ANNOTATOR_PAGES = frozenset(
 # Routes without a name that are open too: the front page's redirect to judging.
 ANNOTATOR_ROUTES = frozenset({""})
 # API operations for annotators (by view function); every other one must be staff only.
-ANNOTATOR_OPERATIONS = frozenset({"comparison_next", "judgement_create", "judgement_undo"})
+# ``campaign_list`` answers each caller with the campaigns open to them (``selectors.campaigns_visible``).
+ANNOTATOR_OPERATIONS = frozenset({"comparison_next", "judgement_create", "judgement_undo", "campaign_list"})
 # The JSON API is checked operation by operation below, from its routers.
 API_PREFIX = "api/v1/"
 # The security scheme ninja names after ``config.auth.StaffBearerToken``.

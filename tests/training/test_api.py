@@ -129,6 +129,24 @@ def test_generations_start_is_202(client, tiny_version):
     assert GenerationRun.objects.get(pk=response.json()["id"]).pairing == GenerationRun.Pairing.SELF
 
 
+def test_generations_start_in_a_campaign(client, tiny_version):
+    from tests.annotate.factories import CampaignFactory
+
+    campaign = CampaignFactory(slug="helpful")
+    payload = {"model_version": "tiny", "n": 2, "max_new_tokens": 4, "campaign": "helpful"}
+    response = _post(client, "/api/v1/generations", payload, StaffFactory())
+    assert response.json()["campaign"] == "helpful"
+    assert GenerationRun.objects.get(pk=response.json()["id"]).campaign == campaign
+
+
+def test_generations_in_an_unknown_campaign_are_400_naming_it(client, tiny_version):
+    payload = {"model_version": "tiny", "n": 2, "campaign": "nope"}
+    response = _post(client, "/api/v1/generations", payload, StaffFactory())
+    assert response.status_code == 400
+    assert "nope" in response.json()["detail"]
+    assert not GenerationRun.objects.exists()
+
+
 def test_a_failed_generation_resumes_with_202(client, tiny_version):
     run = GenerationRun.objects.create(model_version=tiny_version, status=RunStatus.FAILED)
     response = _post(client, f"/api/v1/generations/{run.pk}/resume", {}, StaffFactory())

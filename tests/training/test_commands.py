@@ -4,7 +4,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from annotate.models import Completion
-from tests.annotate.factories import CompletionFactory, PromptFactory
+from tests.annotate.factories import CampaignFactory, CompletionFactory, PromptFactory
 from tests.training.factories import judged_preferences
 from training.models import GenerationRun, ModelVersion, TrainingRun
 
@@ -109,3 +109,50 @@ def test_train_dpo_with_a_value_out_of_range_fails_before_queueing(db, option, v
     with pytest.raises(CommandError, match=option.removeprefix("--").replace("-", "_")):
         call_command("train_dpo", "--base", "plain", option, value)
     assert not TrainingRun.objects.exists()
+
+
+@pytest.fixture
+def plain_versions(db):
+    parent = ModelVersion.objects.create(name="parent", path="/models/parent")
+    return ModelVersion.objects.create(name="child", path="/models/child", parent=parent)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("generate", "--model", "child"),
+        ("next_round", "--base", "child"),
+        ("seed_round",),
+        ("evaluate_round", "--model", "child"),
+    ],
+)
+def test_an_unknown_campaign_is_a_clear_error_naming_it(plain_versions, command):
+    with pytest.raises(CommandError, match="no campaign with slug 'nope'"):
+        call_command(*command, "--campaign", "nope")
+    assert not GenerationRun.objects.exists()
+
+
+def test_generate_for_a_campaign_queues_its_round(plain_versions):
+    CampaignFactory(slug="helpful")
+    _run("generate", "--model", "child", "--campaign", "helpful")
+    assert GenerationRun.objects.get().campaign.slug == "helpful"
+
+
+def test_next_round_for_a_campaign_keeps_it(plain_versions):
+    CampaignFactory(slug="helpful")
+    _run("next_round", "--base", "child", "--campaign", "helpful")
+    assert TrainingRun.objects.get().dataset_filters["campaign"] == "helpful"
+    assert GenerationRun.objects.get().campaign.slug == "helpful"
+
+
+def test_seed_round_for_a_campaign_queues_its_round(db):
+    CampaignFactory(slug="helpful")
+    _run("seed_round", "--campaign", "helpful")
+    assert GenerationRun.objects.get().campaign.slug == "helpful"
+
+
+def test_evaluate_round_for_a_campaign_queues_its_round(plain_versions, settings):
+    CampaignFactory(slug="helpful")
+    PromptFactory(tags=[settings.DUET_EVAL_TAG])
+    _run("evaluate_round", "--model", "child", "--campaign", "helpful")
+    assert GenerationRun.objects.get().campaign.slug == "helpful"

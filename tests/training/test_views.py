@@ -854,6 +854,53 @@ def test_the_leaderboard_shows_ratings_win_rate_against_the_parent_and_position_
     assert '<div class="value" data-testid="position-bias">67%</div>' in page
 
 
+def test_the_leaderboard_counts_only_the_campaign_asked(staff_client: Client, child: ModelVersion) -> None:
+    from annotate import services as annotate_services
+    from tests.annotate.factories import CampaignFactory, ComparisonFactory, CompletionFactory, PromptFactory
+
+    CampaignFactory(slug="helpful")
+    prompt = PromptFactory()
+    comparison = ComparisonFactory(
+        prompt=prompt,
+        completion_a=CompletionFactory(prompt=prompt, model_name=child.name, model_version=child),
+        completion_b=CompletionFactory(prompt=prompt, model_name="tiny-base", model_version=child.parent),
+    )
+    annotate_services.judgement_record_scripted(
+        annotator=UserFactory(), comparison_id=comparison.id, left_id=comparison.completion_a_id,
+        right_id=comparison.completion_b_id, choice="left",
+    )
+    everywhere = _text(staff_client.get("/training/leaderboard/"))
+    in_helpful = _text(staff_client.get("/training/leaderboard/?campaign=helpful"))
+    assert '<div class="value" data-testid="board-judgements">1</div>' in everywhere
+    assert '<div class="value" data-testid="board-judgements">0</div>' in in_helpful
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_generation_form_queues_a_round_in_the_campaign_chosen(staff_client: Client, child: ModelVersion) -> None:
+    from tests.annotate.factories import CampaignFactory
+
+    campaign = CampaignFactory(slug="helpful")
+    staff_client.post(f"/training/models/{child.pk}/", _generation_form(campaign="helpful"))
+    assert GenerationRun.objects.get().campaign == campaign
+
+
+def test_next_round_in_a_campaign_keeps_it(staff_client: Client, child: ModelVersion) -> None:
+    from tests.annotate.factories import CampaignFactory
+
+    campaign = CampaignFactory(slug="helpful")
+    staff_client.post(f"/training/models/{child.pk}/next-round/", {"campaign": "helpful"})
+    assert TrainingRun.objects.get().dataset_filters["campaign"] == "helpful"
+    assert GenerationRun.objects.get().campaign == campaign
+
+
+def test_next_round_in_an_unknown_campaign_says_so_and_creates_nothing(
+    staff_client: Client, child: ModelVersion
+) -> None:
+    response = staff_client.post(f"/training/models/{child.pk}/next-round/", {"campaign": "nope"}, follow=True)
+    assert "no campaign with slug" in _text(response)
+    assert not TrainingRun.objects.exists()
+
+
 # A dead worker's run ---------------------------------------------------------------------
 
 

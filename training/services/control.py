@@ -16,7 +16,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from annotate.filters import JudgementFilter, moment_check
-from annotate.models import AuditAction, Purpose
+from annotate.models import AuditAction, Campaign, Purpose
 from annotate.services.audit import audit_record
 from training.engine_settings import generation_settings_check, training_config_check
 from training.models import GenerationRun, ModelVersion, RunStatus, TrainingRun
@@ -111,8 +111,12 @@ def generation_run_start(
     purpose: str = Purpose.TRAINING,
     user: User | None = None,
     after_training: TrainingRun | None = None,
+    campaign: Campaign | None = None,
 ) -> GenerationRun:
     """Queue a generation round; its completions become comparisons in the annotators' queue.
+
+    With a ``campaign`` the round answers that campaign's prompts and its comparisons land there;
+    without one it answers every prompt, into the default campaign.
 
     Sampling settings left at ``None`` take ``GenerateConfig``'s defaults. ``pairing`` defaults to
     the parent version on the same prompt when there is a parent, else two samples of this version
@@ -136,7 +140,7 @@ def generation_run_start(
         run = GenerationRun.objects.create(
             model_version=model_version, prompts=prompts, since=since, tag=tag, pairing=pairing,
             max_prompts=max_prompts, purpose=purpose, round=model_version.depth, created_by=user,
-            after_training=after_training,
+            after_training=after_training, campaign=campaign,
             **chosen,
         )
         audit_record(action=AuditAction.GENERATION_START, target=run)
@@ -186,20 +190,27 @@ def next_round_start(
     hyperparameters: dict[str, Any] | None = None,
     generation: dict[str, Any] | None = None,
     user: User | None = None,
+    campaign: Campaign | None = None,
 ) -> tuple[TrainingRun, GenerationRun]:
     """Train on the judgements since the last run, then generate the next round with the new version.
 
     The generation run waits, queued, for its training run; the worker enqueues it with the new
-    version when training succeeds, and cancels it when training does not.
+    version when training succeeds, and cancels it when training does not. With a ``campaign`` the
+    round stays in it: training takes that campaign's judgements since its last run, and the new
+    comparisons land there.
     """
     base = base_version or latest_model_version()
-    last = TrainingRun.objects.filter(status=RunStatus.SUCCEEDED).order_by("-created_at").first()
+    finished = TrainingRun.objects.filter(status=RunStatus.SUCCEEDED)
+    if campaign is not None:
+        finished = finished.filter(dataset_filters__campaign=campaign.slug)
+    last = finished.order_by("-created_at").first()
     options = {"n": 1, **(generation or {})}
+    since = last.created_at if last is not None else None
     with transaction.atomic():
         train_run = training_run_start(
             base_version=base,
             hyperparameters=hyperparameters or {},
-            judgement_filter=JudgementFilter(since=last.created_at if last is not None else None),
+            judgement_filter=JudgementFilter(since=since, campaign=campaign.slug if campaign is not None else None),
             user=user,
         )
         gen_run = generation_run_start(
@@ -207,6 +218,7 @@ def next_round_start(
             pairing=GenerationRun.Pairing.PARENT,
             user=user,
             after_training=train_run,
+            campaign=campaign,
             **options,
         )
     return train_run, gen_run
@@ -220,7 +232,7 @@ def generation_run_start_anyway(*, run: TrainingRun, user: User | None = None) -
     """Generate the round a run that did not learn held back: its version against its parent.
 
     It takes the settings of the chained round that was cancelled, where there was one, else the next
-    round's (one sample per prompt against the parent).
+    round's (one sample per prompt against the parent); either way it keeps the campaign of the run's data.
     """
     if run.status != RunStatus.SUCCEEDED or run.learned is not False:
         raise RunStateError(f"only a finished run that did not learn holds its round back; {run} did not")
@@ -231,7 +243,15 @@ def generation_run_start_anyway(*, run: TrainingRun, user: User | None = None) -
         raise RunStateError(f"a round of {version.name} is already queued or running")
     held = run.next_generation.filter(status=RunStatus.CANCELLED).order_by("-id").first()
     options: dict[str, Any] = {"n": 1} if held is None else {name: getattr(held, name) for name in _ROUND_SETTINGS}
-    return generation_run_start(model_version=version, pairing=GenerationRun.Pairing.PARENT, user=user, **options)
+    return generation_run_start(
+        model_version=version, pairing=GenerationRun.Pairing.PARENT, user=user, campaign=_data_campaign(run), **options
+    )
+
+
+def _data_campaign(run: TrainingRun) -> Campaign | None:
+    """The campaign whose judgements ``run`` trained on, or None when it took every campaign's (or it is gone)."""
+    slug = (run.dataset_filters or {}).get("campaign")
+    return Campaign.objects.filter(slug=slug).first() if slug else None
 
 
 def generation_run_resume(*, run: GenerationRun) -> GenerationRun:

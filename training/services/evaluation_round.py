@@ -7,14 +7,19 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import User
 
-from annotate.models import Purpose
+from annotate.models import Campaign, Purpose
 from annotate.selectors import prompts_tagged
 from training.models import GenerationRun, ModelVersion
 from training.services.control import generation_run_start
 
 
 def evaluation_round_start(
-    *, model_version: ModelVersion, user: User | None = None, max_prompts: int | None = None, **sampling: Any
+    *,
+    model_version: ModelVersion,
+    user: User | None = None,
+    max_prompts: int | None = None,
+    campaign: Campaign | None = None,
+    **sampling: Any,
 ) -> GenerationRun:
     """Queue ``model_version``'s answers to the prompts tagged ``DUET_EVAL_TAG``, each paired with its parent's.
 
@@ -30,5 +35,5 @@ def evaluation_round_start(
     return generation_run_start(
         model_version=model_version, prompts=GenerationRun.Prompts.TAG, tag=tag,
         pairing=GenerationRun.Pairing.PARENT, purpose=Purpose.EVALUATION, max_prompts=max_prompts, user=user,
-        **sampling,
+        campaign=campaign, **sampling,
     )

@@ -2,7 +2,13 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from annotate import services
 from annotate.formats import ImportFileError
-from annotate.management.commands._importing import add_format_argument, import_error, open_import_file
+from annotate.management.commands._importing import (
+    add_campaign_argument,
+    add_format_argument,
+    campaign_option,
+    import_error,
+    open_import_file,
+)
 
 
 class Command(BaseCommand):
@@ -13,6 +19,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         add_format_argument(parser)
+        add_campaign_argument(parser)
         parser.add_argument("--judged", action="store_true", help="record the file's choice as a judgement")
         parser.add_argument(
             "--judgements-per-comparison",
@@ -24,6 +31,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: object, **options: object) -> None:
         path = str(options["path"])
+        campaign = campaign_option(options["campaign"])
         with open_import_file(path) as stream:
             try:
                 result = services.pairs_import(
@@ -32,6 +40,7 @@ class Command(BaseCommand):
                     fmt=options["format"],  # type: ignore[arg-type]
                     judged=bool(options["judged"]),
                     target_judgements=options["judgements_per_comparison"],  # type: ignore[arg-type]
+                    campaign=campaign,
                 )
             except ImportFileError as exc:
                 raise import_error(exc) from exc

@@ -174,3 +174,17 @@ def test_a_resume_keeps_the_prompts_chosen_at_the_first_start(tiny_version, one_
     run.refresh_from_db()
     assert set(_answered(run)) == {p.pk for p in prompts}, f"prompt {late.pk} came after the round chose its prompts"
     assert run.progress_total == 3
+
+
+def test_a_campaigns_round_answers_its_prompts_and_its_comparisons_land_there(tiny_version):
+    from annotate.services import campaign_prompts_add
+    from tests.annotate.factories import CampaignFactory
+
+    campaign = CampaignFactory(target_judgements=2)
+    mine = PromptFactory()
+    PromptFactory()
+    campaign_prompts_add(campaign=campaign, prompt_ids=[mine.pk])
+    run = _round(tiny_version, campaign=campaign)
+    services.generation_run_execute(run_id=run.pk)
+    comparisons = Comparison.objects.filter(source=f"generation-{run.pk}")
+    assert {(c.prompt_id, c.campaign_id, c.target_judgements) for c in comparisons} == {(mine.pk, campaign.pk, 2)}

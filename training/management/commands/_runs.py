@@ -1,4 +1,4 @@
-"""What the run commands share: the engine's options, naming a version, and waiting for a run."""
+"""What the run commands share: the engine's options, naming a version or a campaign, and waiting for a run."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from typing import Any
 
 from django.core.management.base import CommandError, OutputWrapper
 
+from annotate import services as annotate_services
+from annotate.models import Campaign
 from dpo_engine.config import GenerateConfig, TrainConfig, add_config_arguments, config_fields
 from training.engine_settings import RUN_OWNED_TRAIN_FIELDS, SAMPLING_FIELDS
 from training.models import ModelVersion, RunStatus
@@ -93,3 +95,22 @@ def wait(
                 "(is a worker running? `manage.py rqworker gpu default` runs one)"
             )
         time.sleep(poll_seconds)
+
+
+def add_campaign_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--campaign",
+        default=None,
+        metavar="SLUG",
+        help="answer this campaign's prompts and put the comparisons in it (default: every prompt, default campaign)",
+    )
+
+
+def campaign_named(slug: object) -> Campaign | None:
+    """The campaign ``--campaign`` names, or None without one; an unknown slug is an error naming it."""
+    if not slug:
+        return None
+    try:
+        return annotate_services.campaign_resolve(slug=str(slug))
+    except annotate_services.CampaignNotFound as exc:
+        raise CommandError(f"--campaign: {exc}") from exc

@@ -9,8 +9,10 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from training import services
 from training.management.commands._runs import (
+    add_campaign_argument,
     add_sampling_arguments,
     add_wait_arguments,
+    campaign_named,
     sampling_options,
     version_named,
     wait,
@@ -32,13 +34,17 @@ class Command(BaseCommand):
             "--prompts", type=int, default=None, help="at most this many held-out prompts, oldest first (default: all)"
         )
         add_sampling_arguments(parser)
+        add_campaign_argument(parser)
         add_wait_arguments(parser, until="the round ends")
 
     def handle(self, *args: object, **options: Any) -> None:
         version = version_named(options["model"], services.latest_model_version)
         try:
             run = services.evaluation_round_start(
-                model_version=version, max_prompts=options["prompts"], **sampling_options(options)
+                model_version=version,
+                max_prompts=options["prompts"],
+                campaign=campaign_named(options["campaign"]),
+                **sampling_options(options),
             )
         except (services.QueueUnavailable, ValueError) as exc:
             raise CommandError(str(exc)) from exc

@@ -2,8 +2,10 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from training import services
 from training.management.commands._runs import (
+    add_campaign_argument,
     add_sampling_arguments,
     add_wait_arguments,
+    campaign_named,
     sampling_options,
     version_named,
     wait,
@@ -27,6 +29,7 @@ class Command(BaseCommand):
         parser.add_argument("--pairing", choices=GenerationRun.Pairing.values, default=None)
         parser.add_argument("--max-prompts", type=int, default=None)
         add_sampling_arguments(parser)
+        add_campaign_argument(parser)
         parser.add_argument(
             "--resume", type=int, default=None, metavar="RUN", help="resume this failed or cancelled round"
         )
@@ -73,6 +76,7 @@ class Command(BaseCommand):
                 tag=value if selection == "tag" else "",
                 pairing=options["pairing"],  # type: ignore[arg-type]
                 max_prompts=options["max_prompts"],  # type: ignore[arg-type]
+                campaign=campaign_named(options["campaign"]),
                 **sampling_options(options),
             )
         except (services.QueueUnavailable, ValueError) as exc:

@@ -5,6 +5,7 @@ from training.management.commands._runs import (
     add_sampling_arguments,
     add_training_arguments,
     add_wait_arguments,
+    campaign_named,
     sampling_options,
     training_options,
     version_named,
@@ -25,6 +26,12 @@ class Command(BaseCommand):
         parser.add_argument("--max-prompts", type=int, default=None)
         # The sampling seed is left out: --seed is the training run's.
         add_sampling_arguments(parser, names=("max_new_tokens", "temperature", "top_p"))
+        parser.add_argument(
+            "--campaign",
+            default=None,
+            metavar="SLUG",
+            help="train on this campaign's judgements since its last run; the next round answers its prompts into it",
+        )
         add_wait_arguments(parser, until="both runs end")
         add_training_arguments(parser)
 
@@ -38,6 +45,7 @@ class Command(BaseCommand):
                 base_version=version_named(options["base"], services.latest_model_version),  # type: ignore[arg-type]
                 hyperparameters=training_options(options),
                 generation=generation,
+                campaign=campaign_named(options["campaign"]),
             )
         except (services.QueueUnavailable, ValueError) as exc:
             raise CommandError(str(exc)) from exc

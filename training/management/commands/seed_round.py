@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from training import services
+from training.management.commands._runs import add_campaign_argument, campaign_named
 from training.models import GenerationRun
 
 
@@ -13,8 +14,10 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--tag", default="demo", help="prompts with this tag")
         parser.add_argument("--max-new-tokens", type=int, default=160)
+        add_campaign_argument(parser)
 
     def handle(self, *args: object, **options: object) -> None:
+        campaign = campaign_named(options["campaign"])
         if GenerationRun.objects.exists():
             self.stdout.write("a generation round exists already; not seeding another")
             return
@@ -25,6 +28,7 @@ class Command(BaseCommand):
                 tag=str(options["tag"]),
                 n=2,
                 max_new_tokens=int(options["max_new_tokens"]),  # type: ignore[call-overload]
+                campaign=campaign,
             )
         except (services.QueueUnavailable, ValueError) as exc:
             raise CommandError(str(exc)) from exc

@@ -117,7 +117,7 @@ def _chunk_generate(run: GenerationRun, models: _Models, chunk: list[Prompt], *,
             else:
                 pairs.extend(zip(stored[0::2], stored[1::2], strict=False))
         comparisons = annotate_services.comparisons_create(
-            pairs=pairs, source=f"generation-{run.pk}", purpose=run.purpose
+            pairs=pairs, source=f"generation-{run.pk}", purpose=run.purpose, campaign=run.campaign
         )
         GenerationRun.objects.filter(pk=run.pk).update(
             progress_step=F("progress_step") + len(chunk),
