@@ -257,11 +257,13 @@ class AdjudicationIn(Schema):
         description="Completion A or B wins, or the comparison is a tie or both bad (then it is left out of exports)."
     )
     note: str = ""
+    gold: bool = Field(default=False, description="Also make the decided outcome this comparison's gold answer.")
 
 
 class AdjudicationOut(Schema):
     comparison: int
     outcome: str
+    gold_outcome: str
     adjudicated_by: str
     adjudicated_at: datetime
     note: str
@@ -280,6 +282,7 @@ def comparison_adjudication(request: HttpRequest, comparison_id: RowId, payload:
             outcome=payload.outcome,
             by=request.user,  # type: ignore[arg-type]
             note=payload.note,
+            gold=payload.gold,
         )
     except Comparison.DoesNotExist:
         return 404, {"detail": f"no comparison {comparison_id}"}
@@ -288,6 +291,7 @@ def comparison_adjudication(request: HttpRequest, comparison_id: RowId, payload:
     return 200, {
         "comparison": comparison.pk,
         "outcome": comparison.adjudicated_outcome,
+        "gold_outcome": comparison.gold_outcome,
         "adjudicated_by": request.user.get_username(),
         "adjudicated_at": comparison.adjudicated_at,
         "note": comparison.adjudication_note,

@@ -140,3 +140,4 @@ class ExportForm(JudgementFilterForm):
 class AdjudicationForm(forms.Form):
     outcome = forms.ChoiceField(choices=Outcome.choices, widget=forms.RadioSelect)
     note = forms.CharField(required=False, max_length=ADJUDICATION_NOTE_MAX_CHARS, strip=True)
+    gold = forms.BooleanField(required=False)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from annotate import adjudication_views, views
+from annotate import adjudication_views, flag_views, views
 
 app_name = "annotate"
 urlpatterns = [
@@ -17,4 +17,5 @@ urlpatterns = [
     path(
         "adjudicate/<int:comparison_id>/", adjudication_views.adjudication_decide, name="adjudicate_decide"
     ),
+    path("flags/<int:flag_id>/unflag/", flag_views.unflag, name="unflag"),
 ]

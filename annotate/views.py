@@ -231,6 +231,7 @@ def stats_page(request: AuthedRequest) -> HttpResponse:
         "reliability": reliability,
         "sort": sort,
         "rushed_seconds": settings.DUET_RUSHED_SECONDS,
+        "flags": selectors.open_flags(),
     }
     return render(request, "annotate/stats.html", context)
 
