@@ -26,9 +26,8 @@ from annotate.services.flags import annotator_flag_check
 
 @dataclass(frozen=True)
 class VoteSaved:
-    """What a saved vote's comparison was: its campaign, and whether it was a gold item (which may flag the voter)."""
+    """A saved vote: whether its comparison was a gold item (which may flag the voter)."""
 
-    campaign_id: int
     gold: bool
 
 
@@ -95,7 +94,7 @@ def judgement_record(
     if saved is None:
         raise _judgement_refusal(judgement)
     if saved.gold:
-        annotator_flag_check(campaign=Campaign.objects.get(pk=saved.campaign_id), annotator=annotator)
+        annotator_flag_check(campaign=Campaign.objects.get(comparisons__id=comparison_id), annotator=annotator)
     return judgement
 
 
@@ -179,7 +178,7 @@ def _judgement_refusal(judgement: Judgement) -> Exception:
 def vote_insert(*, judgement: Judgement, annotator: User) -> VoteSaved | None:
     """Close the annotator's live lease on these sides, take a slot of the comparison, save the vote.
 
-    The saved vote's comparison (campaign, gold or not) as ``VoteSaved``; None, with nothing
+    ``VoteSaved`` (whether the comparison was a gold item); None, with nothing
     written, when there is no such lease or no slot was free; an
     ``IntegrityError`` when the annotator has judged this comparison already. One SQL statement on
     PostgreSQL, an ORM transaction elsewhere; either way lease, slot and vote change together or
@@ -211,21 +210,20 @@ def _vote_insert_orm(judgement: Judgement, annotator: User) -> VoteSaved | None:
             # finds it closed; the slot's conditional UPDATE is the "at most k" check.
             if not lease.update(judged_at=now):
                 return None
-            if not _shared.comparison_slot_take(judgement.comparison_id):
+            # An ordinary comparison's slot first: the usual vote learns "not gold" at no extra query.
+            gold = not _shared.comparison_slot_take(judgement.comparison_id, gold=False)
+            if gold and not _shared.comparison_slot_take(judgement.comparison_id, gold=True):
                 raise _Refused
             judgement.save(force_insert=True)
     except _Refused:
         return None
-    campaign_id, gold_outcome = (
-        Comparison.objects.filter(pk=judgement.comparison_id).values_list("campaign_id", "gold_outcome").get()
-    )
-    return VoteSaved(campaign_id=campaign_id, gold=bool(gold_outcome))
+    return VoteSaved(gold=gold)
 
 
 @functools.cache
 def _vote_insert_sql() -> str:
-    """``_vote_insert_orm`` as one PostgreSQL statement; it returns the new judgement's id, campaign and gold
-    outcome, or no row.
+    """``_vote_insert_orm`` as one PostgreSQL statement; it returns the new judgement's id and whether its
+    comparison is a gold item, or no row.
 
     ``lease`` locks the annotator's live lease on these sides (a concurrent submit of the same
     vote waits, then finds it judged); the slot, the vote and the lease's closing each read the
@@ -246,7 +244,7 @@ def _vote_insert_sql() -> str:
           UPDATE {comparison} c SET judgement_count = c.judgement_count + 1
           FROM lease
           WHERE c.id = %(comparison_id)s AND c.judgement_count < c.target_judgements
-          RETURNING c.id, lease.id AS lease_id, c.campaign_id, c.gold_outcome
+          RETURNING c.id, lease.id AS lease_id, c.gold_outcome <> '' AS gold
         ), vote AS (
           INSERT INTO {judgement}
             (comparison_id, annotator_id, source, left_id, right_id, choice, winner_id, strength, reason, created_at)
@@ -257,7 +255,7 @@ def _vote_insert_sql() -> str:
         ), closed AS (
           UPDATE {assignment} a SET judged_at = %(now)s FROM slot WHERE a.id = slot.lease_id
         )
-        SELECT vote.id, slot.campaign_id, slot.gold_outcome FROM vote, slot"""  # noqa: S608
+        SELECT vote.id, slot.gold FROM vote, slot"""  # noqa: S608
 
 
 def _vote_insert_statement(judgement: Judgement, annotator: User) -> VoteSaved | None:
@@ -282,7 +280,7 @@ def _vote_insert_statement(judgement: Judgement, annotator: User) -> VoteSaved |
     judgement.pk = row[0]
     judgement._state.adding = False
     judgement._state.db = connection.alias
-    return VoteSaved(campaign_id=row[1], gold=bool(row[2]))
+    return VoteSaved(gold=bool(row[1]))
 
 
 def judgement_undo_last(*, annotator: User) -> Judgement | None:
