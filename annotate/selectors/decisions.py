@@ -19,6 +19,7 @@ from annotate.models import (
     Outcome,
     Purpose,
 )
+from annotate.selectors import timing
 
 # Decided comparisons loaded per query with their prompt and both completions: one query per
 # 500 rows, memory bounded by 500 comparisons' texts, and the IN list under the 999 parameters
@@ -39,6 +40,8 @@ def judgements_matching(*, judgement_filter: JudgementFilter) -> QuerySet[Judgem
     "human", which no import file is named. Judgements on evaluation comparisons are left out
     unless the filter includes them: this is where "evaluation is never trained on" holds, for the
     export, a training run's frozen dataset and the API alike; and so it is for gold items.
+    ``exclude_rushed`` leaves out votes faster than their campaign's ``rushed_seconds``
+    (``annotate.selectors.timing``).
     """
     judgements = Judgement.objects.filter(comparison__gold_outcome="")
     if judgement_filter.campaign is not None:
@@ -50,6 +53,8 @@ def judgements_matching(*, judgement_filter: JudgementFilter) -> QuerySet[Judgem
             cleared_at__isnull=True,
         )
         judgements = judgements.exclude(Exists(flagged))
+    if judgement_filter.exclude_rushed:
+        judgements = timing.with_unrushed_from(judgements).exclude(timing.rushed_q())
     if not judgement_filter.include_evaluation:
         judgements = judgements.exclude(comparison__purpose=Purpose.EVALUATION)
     if judgement_filter.since is not None:

@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db.models import Count, F, OuterRef, Q, Subquery
+from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from annotate.agreement import (
@@ -18,13 +18,14 @@ from annotate.agreement import (
 )
 from annotate.filters import EVERY_JUDGEMENT, JudgementFilter
 from annotate.models import (
-    Assignment,
+    Campaign,
     Comparison,
     Completion,
     Judgement,
     Prompt,
 )
 from annotate.selectors.decisions import JUDGEMENT_ROWS_PER_FETCH, judgements_matching
+from annotate.selectors.timing import lease_times
 
 # Staff statistics -------------------------------------------------------------------------
 
@@ -121,14 +122,14 @@ def annotator_reliability(
     """Krippendorff's alpha over the people's judgements ``judgement_filter`` keeps, and each person's figures.
 
     A judgement's time on its card runs from the lease (the assignment's creation, or the undo that
-    handed the card back) to the vote, both on the server's clock. One streamed query, grouped
+    handed the card back) to the vote, both on the server's clock; a vote is rushed by the filter's
+    campaign's threshold (``rushed_seconds_of``). One streamed query, grouped
     by comparison; the formulas are ``annotate.agreement``'s.
     """
-    lease = Assignment.objects.filter(comparison_id=OuterRef("comparison_id"), annotator_id=OuterRef("annotator_id"))
     rows = (
         judgements_matching(judgement_filter=judgement_filter)
         .filter(annotator__isnull=False)
-        .annotate(leased_at=Subquery(lease.values("created_at")[:1]), undone_at=Subquery(lease.values("undone_at")[:1]))
+        .annotate(**lease_times())
         .order_by("comparison_id", "id")
         .values_list(
             "comparison_id",
@@ -146,4 +147,14 @@ def annotator_reliability(
     tally = ReliabilityTally()
     for _, group in itertools.groupby(rows, key=lambda row: row[0]):
         tally.add([vote_of(*row[1:]) for row in group])
-    return tally.result(rushed_seconds=settings.DUET_RUSHED_SECONDS, sort=sort)
+    return tally.result(rushed_seconds=rushed_seconds_of(judgement_filter), sort=sort)
+
+
+def rushed_seconds_of(judgement_filter: JudgementFilter) -> float:
+    """The rushed threshold of the filter's campaign, or the site's default when it names none (or an unknown one)."""
+    if judgement_filter.campaign is not None:
+        seconds = Campaign.objects.filter(slug=judgement_filter.campaign).values_list("rushed_seconds", flat=True)
+        found = seconds.first()
+        if found is not None:
+            return found
+    return settings.DUET_RUSHED_SECONDS
