@@ -167,7 +167,7 @@ class ExportTally:
 def preference_rows(
     *, judgement_filter: JudgementFilter, conversational: bool, tally: ExportTally | None = None
 ) -> Iterator[dict[str, Any]]:
-    """One TRL preference row per decided comparison, with agreement and model names as extra columns.
+    """One TRL preference row per decided comparison; agreement, model names, adjudicated and campaign extra columns.
 
     Standard rows need a single-turn prompt; others are left out and counted in ``tally``, which
     also collects each row's comparison and the judgements that decided it.
@@ -175,7 +175,7 @@ def preference_rows(
     tally = tally if tally is not None else ExportTally()
     decisions = preference_decisions(judgement_filter=judgement_filter)
     while chunk := list(itertools.islice(decisions, EXPORT_CHUNK)):
-        comparisons = Comparison.objects.select_related("prompt", "completion_a", "completion_b").in_bulk(
+        comparisons = Comparison.objects.select_related("prompt", "completion_a", "completion_b", "campaign").in_bulk(
             [d.comparison_id for d in chunk]
         )
         for decision in chunk:
@@ -211,4 +211,5 @@ def _preference_row(decision: Decision, comparison: Comparison, conversational: 
         "chosen_model": chosen.model_name,
         "rejected_model": rejected.model_name,
         "adjudicated": decision.adjudicated,
+        "campaign": comparison.campaign.slug,
     }
