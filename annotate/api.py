@@ -12,7 +12,7 @@ from ninja import Field, File, Form, Router, Schema
 from ninja.files import UploadedFile
 
 from annotate import selectors, services
-from annotate.filters import JudgementFilter
+from annotate.filters import JudgementFilter, quality_options
 from annotate.formats import ImportFileError
 from annotate.limits import ID_MAX
 from annotate.models import Comparison, ExportJob, Judgement
@@ -196,16 +196,26 @@ def export(
     min_agreement: float = 0.0,
     since: datetime | None = None,
     exclude_annotator: list[str] | None = None,
+    campaign: str | None = None,
+    include_flagged: bool = False,
+    exclude_rushed: bool = False,
 ) -> Any:
     """The preference dataset as a file download (``hf``: the ``save_to_disk`` folder, zipped).
 
     Each ``exclude_annotator`` (repeatable, or comma-separated) leaves out a username or an import file.
+    ``campaign`` (a slug) keeps one campaign's judgements; flagged annotators' votes are left out
+    unless ``include_flagged``; ``exclude_rushed`` leaves out votes faster than the campaign's threshold.
     An export of more than ``DUET_EXPORT_INLINE_MAX_ROWS`` comparisons is queued instead: 202 with the job,
     whose ``url`` to poll gives its ``download_url`` once written.
     """
     try:
         judgement_filter = JudgementFilter.from_inputs(
-            since=since, min_agreement=min_agreement, exclude=exclude_annotator or ()
+            since=since,
+            min_agreement=min_agreement,
+            exclude=exclude_annotator or (),
+            **quality_options(
+                {"campaign": campaign, "include_flagged": include_flagged, "exclude_rushed": exclude_rushed}
+            ),
         )
     except ValueError as exc:
         return 400, {"detail": str(exc)}

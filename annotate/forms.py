@@ -9,9 +9,9 @@ from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
-from annotate.filters import JudgementFilter, names_parse
+from annotate.filters import JudgementFilter, names_parse, quality_options
 from annotate.limits import ADJUDICATION_NOTE_MAX_CHARS, ID_MAX, REASON_MAX_CHARS, reason_problem
-from annotate.models import Judgement, Outcome
+from annotate.models import Campaign, Judgement, Outcome
 from annotate.services import EXPORT_FORMATS
 
 IMPORT_FORMATS = (("", "From the file name"), ("jsonl", "JSONL"), ("csv", "CSV"), ("parquet", "Parquet"))
@@ -103,6 +103,23 @@ class JudgementFilterForm(forms.Form):
         label="Leave out annotators",
         help_text="Usernames or import file names, separated by commas.",
     )
+    campaign = forms.ModelChoiceField(
+        queryset=Campaign.objects.all(),
+        to_field_name="slug",
+        required=False,
+        empty_label="Every campaign",
+        label="Campaign",
+    )
+    include_flagged = forms.BooleanField(
+        required=False,
+        label="Include flagged annotators",
+        help_text="Keep the judgements of annotators flagged for low gold accuracy (left out by default).",
+    )
+    exclude_rushed = forms.BooleanField(
+        required=False,
+        label="Leave out rushed votes",
+        help_text="Votes cast faster than their campaign's rushed threshold.",
+    )
 
     def clean_min_agreement(self) -> float:
         value = self.cleaned_data.get("min_agreement")
@@ -118,7 +135,10 @@ class JudgementFilterForm(forms.Form):
         """The valid form's filter; each name left out may be a username or an import file."""
         data = self.cleaned_data
         return JudgementFilter.from_inputs(
-            since=data["since"], min_agreement=data["min_agreement"], exclude=data["exclude_annotators"]
+            since=data["since"],
+            min_agreement=data["min_agreement"],
+            exclude=data["exclude_annotators"],
+            **quality_options(data),
         )
 
 
@@ -134,7 +154,16 @@ class ExportForm(JudgementFilterForm):
         help_text="Messages lists instead of plain strings; keeps multi-turn prompts.",
     )
 
-    field_order = ["fmt", "conversational", "min_agreement", "since", "exclude_annotators"]
+    field_order = [
+        "fmt",
+        "conversational",
+        "campaign",
+        "min_agreement",
+        "since",
+        "exclude_annotators",
+        "include_flagged",
+        "exclude_rushed",
+    ]
 
 
 class AdjudicationForm(forms.Form):

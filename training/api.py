@@ -11,7 +11,7 @@ from django.shortcuts import get_object_or_404
 from ninja import Router, Schema
 from pydantic import ConfigDict, Field, create_model
 
-from annotate.filters import JudgementFilter
+from annotate.filters import JudgementFilter, quality_options
 from config.api_types import RowId
 from config.auth import StaffBearerToken
 from training import selectors, services
@@ -42,6 +42,9 @@ class RunIn(Schema):
     since: datetime | None = None
     min_agreement: float = 0.0
     exclude_annotators: list[str] = []
+    campaign: str | None = Field(default=None, description="Only this campaign's judgements (its slug).")
+    include_flagged: bool = Field(default=False, description="Keep flagged annotators' judgements.")
+    exclude_rushed: bool = Field(default=False, description="Leave out votes faster than the campaign's threshold.")
 
 
 class RunOut(Schema):
@@ -171,7 +174,10 @@ def run_start(request: HttpRequest, payload: RunIn) -> Any:
             base_version=_version(payload.base_version),
             hyperparameters=payload.hyperparameters.model_dump(exclude_unset=True),  # type: ignore[attr-defined]
             judgement_filter=JudgementFilter.from_inputs(
-                since=payload.since, min_agreement=payload.min_agreement, exclude=payload.exclude_annotators
+                since=payload.since,
+                min_agreement=payload.min_agreement,
+                exclude=payload.exclude_annotators,
+                **quality_options(payload.dict()),
             ),
             user=request.user,  # type: ignore[arg-type]
         )

@@ -6,6 +6,7 @@ its job only after the transaction commits; the worker's side lives in ``trainin
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -15,7 +16,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from annotate.filters import JudgementFilter, moment_check
+from annotate.filters import JudgementFilter, moment_check, quality_options
 from annotate.models import AuditAction, Purpose
 from annotate.services.audit import audit_record
 from training.engine_settings import generation_settings_check, training_config_check
@@ -186,8 +187,12 @@ def next_round_start(
     hyperparameters: dict[str, Any] | None = None,
     generation: dict[str, Any] | None = None,
     user: User | None = None,
+    quality: Mapping[str, Any] | None = None,
 ) -> tuple[TrainingRun, GenerationRun]:
     """Train on the judgements since the last run, then generate the next round with the new version.
+
+    ``quality`` (campaign, include_flagged, exclude_rushed; ``annotate.filters.quality_options``)
+    narrows the training run's judgements like any run's filter.
 
     The generation run waits, queued, for its training run; the worker enqueues it with the new
     version when training succeeds, and cancels it when training does not.
@@ -199,7 +204,9 @@ def next_round_start(
         train_run = training_run_start(
             base_version=base,
             hyperparameters=hyperparameters or {},
-            judgement_filter=JudgementFilter(since=last.created_at if last is not None else None),
+            judgement_filter=JudgementFilter(
+                since=last.created_at if last is not None else None, **quality_options(quality or {})
+            ),
             user=user,
         )
         gen_run = generation_run_start(
