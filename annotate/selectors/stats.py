@@ -126,10 +126,11 @@ def annotator_reliability(
     campaign's threshold (``rushed_seconds_of``). One streamed query, grouped
     by comparison; the formulas are ``annotate.agreement``'s.
     """
+    times = lease_times()
     rows = (
         judgements_matching(judgement_filter=judgement_filter)
         .filter(annotator__isnull=False)
-        .annotate(**lease_times())
+        .annotate(leased_at=times["leased_at"], undone_at=times["undone_at"])
         .order_by("comparison_id", "id")
         .values_list(
             "comparison_id",

@@ -15,7 +15,6 @@ from django.db.models import (
     BigIntegerField,
     DateTimeField,
     DurationField,
-    Expression,
     ExpressionWrapper,
     F,
     OuterRef,
@@ -24,6 +23,7 @@ from django.db.models import (
     Subquery,
     Value,
 )
+from django.db.models.expressions import Combinable
 from django.db.models.functions import Cast, Coalesce, Greatest
 
 from annotate.models import Assignment, Judgement
@@ -49,7 +49,7 @@ def card_shown_at() -> Subquery:
     return Subquery(_lease().annotate(shown=shown).values("shown")[:1], output_field=DateTimeField())
 
 
-def _seconds(seconds: Expression) -> ExpressionWrapper:
+def _seconds(seconds: Combinable) -> ExpressionWrapper:
     """A float column of seconds as a duration the database can add to a moment.
 
     PostgreSQL multiplies an interval; SQLite keeps durations as whole microseconds.
