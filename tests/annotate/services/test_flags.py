@@ -1,5 +1,7 @@
 """annotator_flag_check after gold votes, and annotator_unflag: a staff action with an audit line."""
 
+import random
+
 import pytest
 
 from annotate import selectors, services
@@ -117,3 +119,15 @@ def test_open_flags_lists_one_campaigns_flags():
     first, second = _flagged(), _flagged()
     assert selectors.open_flags(campaign=second.campaign) == [second]
     assert selectors.open_flags() == [first, second]
+
+
+def test_of_two_consistent_annotators_and_one_clicking_at_random_only_the_random_one_is_flagged():
+    campaign = CampaignFactory(gold_min=10, gold_threshold=0.7)
+    items = GoldComparisonFactory.create_batch(30, campaign=campaign)
+    careful, steady, clicker = UserFactory(), UserFactory(), UserFactory()
+    coin = random.Random(20261203)
+    for item in items:
+        judge(careful, item, "left")
+        judge(steady, item, "left")
+        judge(clicker, item, coin.choice(["left", "right"]))
+    assert [flag.annotator for flag in selectors.open_flags(campaign=campaign)] == [clicker]
