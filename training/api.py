@@ -177,7 +177,7 @@ def run_start(request: HttpRequest, payload: RunIn) -> Any:
                 since=payload.since,
                 min_agreement=payload.min_agreement,
                 exclude=payload.exclude_annotators,
-                **quality_options(payload.dict()),
+                **quality_options(payload.model_dump(include={"campaign", "include_flagged", "exclude_rushed"})),
             ),
             user=request.user,  # type: ignore[arg-type]
         )
