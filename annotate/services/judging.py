@@ -222,8 +222,7 @@ def _vote_insert_orm(judgement: Judgement, annotator: User) -> VoteSaved | None:
 
 @functools.cache
 def _vote_insert_sql() -> str:
-    """``_vote_insert_orm`` as one PostgreSQL statement; it returns the new judgement's id and whether its
-    comparison is a gold item, or no row.
+    """``_vote_insert_orm`` as one PostgreSQL statement: the new judgement's id and whether it is on gold, or no row.
 
     ``lease`` locks the annotator's live lease on these sides (a concurrent submit of the same
     vote waits, then finds it judged); the slot, the vote and the lease's closing each read the
