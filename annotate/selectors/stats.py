@@ -117,13 +117,17 @@ def annotation_stats() -> AnnotationStats:
 
 
 def annotator_reliability(
-    *, judgement_filter: JudgementFilter = EVERY_JUDGEMENT, sort: str = DEFAULT_SORT
+    *,
+    judgement_filter: JudgementFilter = EVERY_JUDGEMENT,
+    sort: str = DEFAULT_SORT,
+    rushed_seconds: float | None = None,
 ) -> Reliability:
     """Krippendorff's alpha over the people's judgements ``judgement_filter`` keeps, and each person's figures.
 
     A judgement's time on its card runs from the lease (the assignment's creation, or the undo that
-    handed the card back) to the vote, both on the server's clock; a vote is rushed by the filter's
-    campaign's threshold (``rushed_seconds_of``). One streamed query, grouped
+    handed the card back) to the vote, both on the server's clock. A vote faster than
+    ``rushed_seconds`` counts as rushed; without it, the threshold of the filter's campaign
+    (``rushed_seconds_of``). One streamed query, grouped
     by comparison; the formulas are ``annotate.agreement``'s.
     """
     times = lease_times()
@@ -148,7 +152,8 @@ def annotator_reliability(
     tally = ReliabilityTally()
     for _, group in itertools.groupby(rows, key=lambda row: row[0]):
         tally.add([vote_of(*row[1:]) for row in group])
-    return tally.result(rushed_seconds=rushed_seconds_of(judgement_filter), sort=sort)
+    threshold = rushed_seconds_of(judgement_filter) if rushed_seconds is None else rushed_seconds
+    return tally.result(rushed_seconds=threshold, sort=sort)
 
 
 def rushed_seconds_of(judgement_filter: JudgementFilter) -> float:

@@ -6,7 +6,6 @@ its job only after the transaction commits; the worker's side lives in ``trainin
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -16,7 +15,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from annotate.filters import JudgementFilter, moment_check, quality_options
+from annotate.filters import JudgementFilter, moment_check
 from annotate.models import AuditAction, Purpose
 from annotate.services.audit import audit_record
 from training.engine_settings import generation_settings_check, training_config_check
@@ -187,12 +186,12 @@ def next_round_start(
     hyperparameters: dict[str, Any] | None = None,
     generation: dict[str, Any] | None = None,
     user: User | None = None,
-    quality: Mapping[str, Any] | None = None,
+    include_flagged: bool = False,
+    exclude_rushed: bool = False,
 ) -> tuple[TrainingRun, GenerationRun]:
     """Train on the judgements since the last run, then generate the next round with the new version.
 
-    ``quality`` (campaign, include_flagged, exclude_rushed; ``annotate.filters.quality_options``)
-    narrows the training run's judgements like any run's filter.
+    ``include_flagged`` and ``exclude_rushed`` are the training run's, as in any run's filter.
 
     The generation run waits, queued, for its training run; the worker enqueues it with the new
     version when training succeeds, and cancels it when training does not.
@@ -205,7 +204,9 @@ def next_round_start(
             base_version=base,
             hyperparameters=hyperparameters or {},
             judgement_filter=JudgementFilter(
-                since=last.created_at if last is not None else None, **quality_options(quality or {})
+                since=last.created_at if last is not None else None,
+                include_flagged=include_flagged,
+                exclude_rushed=exclude_rushed,
             ),
             user=user,
         )
