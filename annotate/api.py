@@ -135,7 +135,7 @@ def _judgement_out(judgement: Judgement) -> dict[str, Any]:
     }
 
 
-def _import(kind: str, file: UploadedFile, fmt: str | None, judged: bool, k: int | None) -> Any:
+def _import(kind: str, file: UploadedFile, fmt: str | None, judged: bool, k: int | None, gold: bool = False) -> Any:
     stream = file.file
     if stream is None:
         return 400, {"detail": "the upload is empty"}
@@ -144,7 +144,9 @@ def _import(kind: str, file: UploadedFile, fmt: str | None, judged: bool, k: int
         if kind == "prompts":
             result = services.prompts_import(stream=stream, name=name, fmt=fmt)
         else:
-            result = services.pairs_import(stream=stream, name=name, fmt=fmt, judged=judged, target_judgements=k)
+            result = services.pairs_import(
+                stream=stream, name=name, fmt=fmt, judged=judged, target_judgements=k, gold=gold
+            )
     except ImportFileError as exc:
         return 400, {"detail": str(exc)}
     return 201, result.__dict__
@@ -162,8 +164,10 @@ def import_pairs(
     format: Form[str | None] = None,
     judged: Form[bool] = False,
     judgements_per_comparison: Form[int | None] = None,
+    gold: Form[bool] = False,
 ) -> Any:
-    return _import("pairs", file, format or None, judged, judgements_per_comparison)
+    """Pairs as open comparisons; ``judged`` records the file's choices, ``gold`` makes them gold items' answers."""
+    return _import("pairs", file, format or None, judged, judgements_per_comparison, gold)
 
 
 class ExportJobOut(Schema):

@@ -61,6 +61,11 @@ class ImportForm(forms.Form):
         label="The file's choice is a judgement",
         help_text="Record 'chosen' as the winner, as one judgement from this file (pairs only).",
     )
+    gold = forms.BooleanField(
+        required=False,
+        label="Gold items",
+        help_text="Each pair's 'chosen' (or a tie, where the row says \"tie\": true) is the expected answer.",
+    )
     target_judgements = forms.IntegerField(
         min_value=1,
         max_value=100,
@@ -73,6 +78,8 @@ class ImportForm(forms.Form):
         data = super().clean() or {}
         if data.get("kind") == "prompts" and data.get("judged"):
             self.add_error("judged", "Only a pairs file can carry judgements.")
+        if data.get("kind") == "prompts" and data.get("gold"):
+            self.add_error("gold", "Only a pairs file can hold gold items.")
         return data
 
 

@@ -171,6 +171,7 @@ def import_page(request: AuthedRequest) -> HttpResponse:
                 name=upload.name,
                 fmt=data["fmt"] or None,
                 judged=data["judged"],
+                gold=data["gold"],
                 target_judgements=data["target_judgements"],
             )
     except ImportFileError as exc:

@@ -3,9 +3,10 @@
 import json
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 
 from annotate import services
-from annotate.models import AnnotatorFlag, AuditAction, AuditEntry
+from annotate.models import AnnotatorFlag, AuditAction, AuditEntry, Comparison
 from tests.annotate.factories import CampaignFactory, ComparisonFactory, StaffFactory, UserFactory
 from tests.annotate.services._helpers import judge
 from training.models import ModelVersion, TrainingRun
@@ -93,3 +94,10 @@ def test_a_run_started_by_the_api_keeps_the_quality_options(client):
     assert response.status_code == 202
     filters = TrainingRun.objects.get().dataset_filters
     assert (filters["campaign"], filters["include_flagged"], filters["exclude_rushed"]) == ("helpful", True, True)
+
+
+def test_a_gold_pairs_import_through_the_api_makes_gold_items(client):
+    upload = SimpleUploadedFile("gold.jsonl", b'{"prompt": "Q?", "chosen": "A", "rejected": "B", "tie": true}\n')
+    response = client.post("/api/v1/import/pairs", {"file": upload, "gold": "true"}, **_auth(StaffFactory()))
+    assert response.status_code == 201
+    assert Comparison.objects.get().gold_outcome == "tie"
