@@ -52,13 +52,15 @@ def adjudication_decide(request: AuthedRequest, comparison_id: int) -> HttpRespo
             outcome=form.cleaned_data["outcome"],
             by=request.user,
             note=form.cleaned_data["note"],
+            gold=form.cleaned_data["gold"],
         )
     except Comparison.DoesNotExist as exc:
         raise Http404(f"no comparison {comparison_id}") from exc
     except services.AdjudicationInvalid as exc:
         messages.error(request, f"Comparison #{comparison_id} not decided: {exc}")
         return HttpResponseRedirect(back)
+    gold = " and marked gold" if form.cleaned_data["gold"] else ""
     messages.success(
-        request, f"Comparison #{comparison_id} decided: {comparison.get_adjudicated_outcome_display()}."
+        request, f"Comparison #{comparison_id} decided: {comparison.get_adjudicated_outcome_display()}{gold}."
     )
     return HttpResponseRedirect(back)

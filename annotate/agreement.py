@@ -172,6 +172,14 @@ class Vote:
     seconds: float | None = None
 
 
+def card_shown_at(leased_at: datetime, undone_at: datetime | None) -> datetime:
+    """When a card was shown: at its lease, or at the later undo that handed it back to the annotator.
+
+    ``annotate.selectors.timing`` is the same rule as a query expression.
+    """
+    return max(leased_at, undone_at) if undone_at is not None else leased_at
+
+
 def vote_of(
     username: str,
     choice: str,
@@ -183,7 +191,7 @@ def vote_of(
     undone_at: datetime | None,
 ) -> Vote:
     """A judgement's row as a ``Vote``; its card was shown at the lease, or at the undo that handed it back."""
-    shown_at = max(leased_at, undone_at) if leased_at is not None and undone_at is not None else leased_at
+    shown_at = card_shown_at(leased_at, undone_at) if leased_at is not None else None
     return Vote(
         annotator=username,
         nominal=nominal_value(choice=choice, winner_id=winner_id, completion_a_id=completion_a_id),

@@ -12,7 +12,7 @@ from ninja import Field, File, Form, Router, Schema
 from ninja.files import UploadedFile
 
 from annotate import selectors, services
-from annotate.filters import JudgementFilter
+from annotate.filters import JudgementFilter, quality_options
 from annotate.formats import ImportFileError
 from annotate.limits import ID_MAX
 from annotate.models import Comparison, ExportJob, Judgement
@@ -135,7 +135,15 @@ def _judgement_out(judgement: Judgement) -> dict[str, Any]:
     }
 
 
-def _import(kind: str, file: UploadedFile, fmt: str | None, judged: bool, k: int | None, campaign: str | None) -> Any:
+def _import(
+    kind: str,
+    file: UploadedFile,
+    fmt: str | None,
+    judged: bool,
+    k: int | None,
+    campaign: str | None,
+    gold: bool = False,
+) -> Any:
     stream = file.file
     if stream is None:
         return 400, {"detail": "the upload is empty"}
@@ -146,7 +154,7 @@ def _import(kind: str, file: UploadedFile, fmt: str | None, judged: bool, k: int
             result = services.prompts_import(stream=stream, name=name, fmt=fmt, campaign=target)
         else:
             result = services.pairs_import(
-                stream=stream, name=name, fmt=fmt, judged=judged, target_judgements=k, campaign=target
+                stream=stream, name=name, fmt=fmt, judged=judged, target_judgements=k, campaign=target, gold=gold
             )
     except (ImportFileError, services.CampaignNotFound) as exc:
         return 400, {"detail": str(exc)}
@@ -172,9 +180,11 @@ def import_pairs(
     judged: Form[bool] = False,
     judgements_per_comparison: Form[int | None] = None,
     campaign: Form[str | None] = None,
+    gold: Form[bool] = False,
 ) -> Any:
-    """Comparisons join ``campaign`` (a slug; the default campaign when none), with its k unless one is given."""
-    return _import("pairs", file, format or None, judged, judgements_per_comparison, campaign or None)
+    """Pairs as open comparisons of ``campaign`` (a slug; the default campaign when none), with its k unless
+    one is given; ``judged`` records the file's choices, ``gold`` makes them gold items' answers."""
+    return _import("pairs", file, format or None, judged, judgements_per_comparison, campaign or None, gold)
 
 
 class ExportJobOut(Schema):
@@ -207,16 +217,26 @@ def export(
     min_agreement: float = 0.0,
     since: datetime | None = None,
     exclude_annotator: list[str] | None = None,
+    campaign: str | None = None,
+    include_flagged: bool = False,
+    exclude_rushed: bool = False,
 ) -> Any:
     """The preference dataset as a file download (``hf``: the ``save_to_disk`` folder, zipped).
 
     Each ``exclude_annotator`` (repeatable, or comma-separated) leaves out a username or an import file.
+    ``campaign`` (a slug) keeps one campaign's judgements; flagged annotators' votes are left out
+    unless ``include_flagged``; ``exclude_rushed`` leaves out votes faster than the campaign's threshold.
     An export of more than ``DUET_EXPORT_INLINE_MAX_ROWS`` comparisons is queued instead: 202 with the job,
     whose ``url`` to poll gives its ``download_url`` once written.
     """
     try:
         judgement_filter = JudgementFilter.from_inputs(
-            since=since, min_agreement=min_agreement, exclude=exclude_annotator or ()
+            since=since,
+            min_agreement=min_agreement,
+            exclude=exclude_annotator or (),
+            **quality_options(
+                {"campaign": campaign, "include_flagged": include_flagged, "exclude_rushed": exclude_rushed}
+            ),
         )
     except ValueError as exc:
         return 400, {"detail": str(exc)}
@@ -268,11 +288,13 @@ class AdjudicationIn(Schema):
         description="Completion A or B wins, or the comparison is a tie or both bad (then it is left out of exports)."
     )
     note: str = ""
+    gold: bool = Field(default=False, description="Also make the decided outcome this comparison's gold answer.")
 
 
 class AdjudicationOut(Schema):
     comparison: int
     outcome: str
+    gold_outcome: str
     adjudicated_by: str
     adjudicated_at: datetime
     note: str
@@ -291,6 +313,7 @@ def comparison_adjudication(request: HttpRequest, comparison_id: RowId, payload:
             outcome=payload.outcome,
             by=request.user,  # type: ignore[arg-type]
             note=payload.note,
+            gold=payload.gold,
         )
     except Comparison.DoesNotExist:
         return 404, {"detail": f"no comparison {comparison_id}"}
@@ -299,6 +322,7 @@ def comparison_adjudication(request: HttpRequest, comparison_id: RowId, payload:
     return 200, {
         "comparison": comparison.pk,
         "outcome": comparison.adjudicated_outcome,
+        "gold_outcome": comparison.gold_outcome,
         "adjudicated_by": request.user.get_username(),
         "adjudicated_at": comparison.adjudicated_at,
         "note": comparison.adjudication_note,

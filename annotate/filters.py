@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from argparse import ArgumentParser
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+from annotate.models import Campaign
 
 
 def moment_check(value: datetime | None, *, field: str) -> None:
@@ -131,3 +134,37 @@ TRUSTED_JUDGEMENTS = JudgementFilter()
 
 EVERY_JUDGEMENT = JudgementFilter(include_flagged=True)
 """Every judgement a reader may count (not evaluation, not gold): for statistics about people."""
+
+
+def add_quality_arguments(parser: ArgumentParser) -> None:
+    """``--campaign SLUG``, ``--include-flagged``, ``--exclude-rushed``: what every dataset-building command takes."""
+    parser.add_argument("--campaign", default=None, metavar="SLUG", help="only this campaign's judgements")
+    parser.add_argument(
+        "--include-flagged",
+        action="store_true",
+        help="keep the judgements of annotators flagged for low gold accuracy (left out by default)",
+    )
+    parser.add_argument(
+        "--exclude-rushed",
+        action="store_true",
+        help="leave out votes cast faster than their campaign's rushed threshold",
+    )
+
+
+def quality_options(source: Mapping[str, Any]) -> dict[str, Any]:
+    """``campaign``, ``include_flagged`` and ``exclude_rushed`` for ``JudgementFilter.from_inputs``: the one parser.
+
+    ``source`` is a command's options, a form's cleaned data or an API payload; a missing key is
+    the default. A campaign slug that names no campaign is a ``ValueError`` naming it, rather than
+    a dataset that is silently empty.
+    """
+    campaign = source.get("campaign") or None
+    if campaign is not None:
+        campaign = getattr(campaign, "slug", campaign)
+        if not Campaign.objects.filter(slug=campaign).exists():
+            raise ValueError(f"no campaign with slug {campaign!r}")
+    return {
+        "campaign": campaign,
+        "include_flagged": bool(source.get("include_flagged")),
+        "exclude_rushed": bool(source.get("exclude_rushed")),
+    }

@@ -67,6 +67,8 @@ class PairRecord:
     rejected: list[Message]
     chosen_model: str = ""
     rejected_model: str = ""
+    # The file says neither side is better: a gold import expects a tie here.
+    tie: bool = False
 
 
 def content_hash(*parts: Any) -> str:
@@ -200,7 +202,17 @@ def pair_record(record: Any, *, limit: int) -> PairRecord:
         rejected=sides["rejected"],
         chosen_model=_model_name(record, "chosen_model"),
         rejected_model=_model_name(record, "rejected_model"),
+        tie=_tie(record),
     )
+
+
+def _tie(record: dict[str, Any]) -> bool:
+    value = record.get("tie", False)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise RecordError("tie", f"expected true or false, got {_kind(value)}")
+    return value
 
 
 class RecordReader:

@@ -8,7 +8,7 @@ from typing import Any
 from django import forms
 from django.core.exceptions import ValidationError
 
-from annotate.filters import JudgementFilter, names_parse
+from annotate.filters import JudgementFilter, names_parse, quality_options
 from annotate.limits import ADJUDICATION_NOTE_MAX_CHARS, ID_MAX, REASON_MAX_CHARS, reason_problem
 from annotate.models import Campaign, Judgement, Outcome
 from annotate.services import EXPORT_FORMATS
@@ -60,6 +60,11 @@ class ImportForm(forms.Form):
         label="The file's choice is a judgement",
         help_text="Record 'chosen' as the winner, as one judgement from this file (pairs only).",
     )
+    gold = forms.BooleanField(
+        required=False,
+        label="Gold items",
+        help_text="Each pair's 'chosen' (or a tie, where the row says \"tie\": true) is the expected answer.",
+    )
     target_judgements = forms.IntegerField(
         min_value=1,
         max_value=100,
@@ -79,6 +84,8 @@ class ImportForm(forms.Form):
         data = super().clean() or {}
         if data.get("kind") == "prompts" and data.get("judged"):
             self.add_error("judged", "Only a pairs file can carry judgements.")
+        if data.get("kind") == "prompts" and data.get("gold"):
+            self.add_error("gold", "Only a pairs file can hold gold items.")
         return data
 
 
@@ -109,6 +116,23 @@ class JudgementFilterForm(forms.Form):
         label="Leave out annotators",
         help_text="Usernames or import file names, separated by commas.",
     )
+    campaign = forms.ModelChoiceField(
+        queryset=Campaign.objects.all(),
+        to_field_name="slug",
+        required=False,
+        empty_label="Every campaign",
+        label="Campaign",
+    )
+    include_flagged = forms.BooleanField(
+        required=False,
+        label="Include flagged annotators",
+        help_text="Keep the judgements of annotators flagged for low gold accuracy (left out by default).",
+    )
+    exclude_rushed = forms.BooleanField(
+        required=False,
+        label="Leave out rushed votes",
+        help_text="Votes cast faster than their campaign's rushed threshold.",
+    )
 
     def clean_min_agreement(self) -> float:
         value = self.cleaned_data.get("min_agreement")
@@ -124,7 +148,10 @@ class JudgementFilterForm(forms.Form):
         """The valid form's filter; each name left out may be a username or an import file."""
         data = self.cleaned_data
         return JudgementFilter.from_inputs(
-            since=data["since"], min_agreement=data["min_agreement"], exclude=data["exclude_annotators"]
+            since=data["since"],
+            min_agreement=data["min_agreement"],
+            exclude=data["exclude_annotators"],
+            **quality_options(data),
         )
 
 
@@ -140,9 +167,19 @@ class ExportForm(JudgementFilterForm):
         help_text="Messages lists instead of plain strings; keeps multi-turn prompts.",
     )
 
-    field_order = ["fmt", "conversational", "min_agreement", "since", "exclude_annotators"]
+    field_order = [
+        "fmt",
+        "conversational",
+        "campaign",
+        "min_agreement",
+        "since",
+        "exclude_annotators",
+        "include_flagged",
+        "exclude_rushed",
+    ]
 
 
 class AdjudicationForm(forms.Form):
     outcome = forms.ChoiceField(choices=Outcome.choices, widget=forms.RadioSelect)
     note = forms.CharField(required=False, max_length=ADJUDICATION_NOTE_MAX_CHARS, strip=True)
+    gold = forms.BooleanField(required=False)

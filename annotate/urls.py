@@ -1,6 +1,6 @@
 from django.urls import path
 
-from annotate import adjudication_views, campaign_views, views
+from annotate import adjudication_views, campaign_views, flag_views, views
 
 app_name = "annotate"
 urlpatterns = [
@@ -21,4 +21,5 @@ urlpatterns = [
     path("campaigns/manage/new/", campaign_views.campaign_new, name="campaign_new"),
     path("campaigns/manage/<slug:slug>/edit/", campaign_views.campaign_edit, name="campaign_edit"),
     path("campaigns/manage/<slug:slug>/status/", campaign_views.campaign_status, name="campaign_status"),
+    path("flags/<int:flag_id>/unflag/", flag_views.unflag, name="unflag"),
 ]

@@ -172,6 +172,7 @@ def import_page(request: AuthedRequest) -> HttpResponse:
                 name=upload.name,
                 fmt=data["fmt"] or None,
                 judged=data["judged"],
+                gold=data["gold"],
                 target_judgements=data["target_judgements"],
                 campaign=data["campaign"],
             )
@@ -247,6 +248,7 @@ def stats_page(request: AuthedRequest) -> HttpResponse:
             x_label=f"judgements per {throughput.unit} (UTC)",
         ),
         "sort": sort,
+        "flags": selectors.open_flags(campaign=campaign),
     }
     return render(request, "annotate/stats.html", context)
 

@@ -9,6 +9,7 @@ from ninja.parser import Parser
 
 from annotate.api import router as annotate_router
 from annotate.api_campaigns import router as campaigns_router
+from annotate.api_quality import router as quality_router
 from config.api_types import NulInText, nul_check
 from training.api import router as training_router
 
@@ -37,6 +38,7 @@ api = NinjaAPI(title="Duet", version="1", urls_namespace="api-v1", parser=Checke
 api.add_router("/", annotate_router)
 api.add_router("/", campaigns_router)
 api.add_router("/", training_router)
+api.add_router("/", quality_router)
 
 
 @api.exception_handler(ObjectDoesNotExist)

@@ -12,7 +12,7 @@ from ninja import Router, Schema
 from pydantic import ConfigDict, Field, create_model
 
 from annotate import services as annotate_services
-from annotate.filters import JudgementFilter
+from annotate.filters import JudgementFilter, quality_options
 from config.api_types import RowId
 from config.auth import StaffBearerToken
 from training import selectors, services
@@ -43,6 +43,9 @@ class RunIn(Schema):
     since: datetime | None = None
     min_agreement: float = 0.0
     exclude_annotators: list[str] = []
+    campaign: str | None = Field(default=None, description="Only this campaign's judgements (its slug).")
+    include_flagged: bool = Field(default=False, description="Keep flagged annotators' judgements.")
+    exclude_rushed: bool = Field(default=False, description="Leave out votes faster than the campaign's threshold.")
 
 
 class RunOut(Schema):
@@ -175,7 +178,10 @@ def run_start(request: HttpRequest, payload: RunIn) -> Any:
             base_version=_version(payload.base_version),
             hyperparameters=payload.hyperparameters.model_dump(exclude_unset=True),  # type: ignore[attr-defined]
             judgement_filter=JudgementFilter.from_inputs(
-                since=payload.since, min_agreement=payload.min_agreement, exclude=payload.exclude_annotators
+                since=payload.since,
+                min_agreement=payload.min_agreement,
+                exclude=payload.exclude_annotators,
+                **quality_options(payload.model_dump(include={"campaign", "include_flagged", "exclude_rushed"})),
             ),
             user=request.user,  # type: ignore[arg-type]
         )

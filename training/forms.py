@@ -109,7 +109,8 @@ class TrainingRunForm(JudgementFilterForm):
 
     @property
     def data_fields(self) -> list[forms.BoundField]:
-        return [self[name] for name in ("base_version", "since", "min_agreement", "exclude_annotators")]
+        names = ("base_version", "campaign", "since", "min_agreement", "exclude_annotators")
+        return [self[name] for name in (*names, "include_flagged", "exclude_rushed")]
 
     def hyperparameters(self) -> dict[str, Any]:
         """The hyper-parameters that differ from ``TrainConfig``'s defaults (every filled "auto" field)."""

@@ -46,7 +46,15 @@ from annotate.selectors.decisions import (
     preference_decisions,
     preference_rows,
 )
-from annotate.selectors.gold import GoldScore, flagged_annotator_ids, gold_judgements, gold_scores, open_flag
+from annotate.selectors.gold import (
+    GoldScore,
+    flagged_annotator_ids,
+    gold_judgements,
+    gold_scores,
+    open_flag,
+    open_flag_named,
+    open_flags,
+)
 from annotate.selectors.progress import (
     Progress,
     annotator_progress,
@@ -96,6 +104,8 @@ __all__ = [
     "last_judgement",
     "login_retry_after",
     "open_flag",
+    "open_flag_named",
+    "open_flags",
     "preference_decisions",
     "preference_rows",
     "prompts_tagged",

@@ -10,6 +10,7 @@ from datetime import datetime
 
 from django.db.models import Count
 
+from annotate.agreement import card_shown_at
 from annotate.models import (
     Assignment,
     Comparison,
@@ -35,10 +36,15 @@ def comparisons_split() -> list[SplitComparison]:
 
     An outcome is a completion, a tie or both bad, so two annotators who saw the pair in opposite
     side orders and chose the same completion agree. One streamed pass over the judgements of
-    comparisons judged twice or more; memory holds one small record per split comparison.
+    comparisons judged twice or more; memory holds one small record per split comparison. Gold
+    items are left out: their answer is known, and the wrong votes on them measure annotators.
     """
     judged_twice = (
-        Judgement.objects.values("comparison_id").annotate(n=Count("id")).filter(n__gte=2).values("comparison_id")
+        Judgement.objects.filter(comparison__gold_outcome="")
+        .values("comparison_id")
+        .annotate(n=Count("id"))
+        .filter(n__gte=2)
+        .values("comparison_id")
     )
     rows = (
         Judgement.objects.filter(comparison_id__in=judged_twice)
@@ -81,8 +87,9 @@ class SplitCase:
 def split_cases(*, splits: Iterable[SplitComparison]) -> list[SplitCase]:
     """The comparisons of ``splits`` with their texts and every vote, in the same order (three queries).
 
-    Time on card runs from the lease to the vote, read from the annotator's assignment; an imported
-    judgement has none, and neither does a vote whose assignment is gone.
+    Time on card runs from the lease (or the undo that handed the card back: ``card_shown_at``) to
+    the vote, read from the annotator's assignment; an imported judgement has none, and neither does
+    a vote whose assignment is gone.
     """
     splits = list(splits)
     ids = [split.comparison_id for split in splits]
@@ -104,7 +111,9 @@ def split_cases(*, splits: Iterable[SplitComparison]) -> list[SplitCase]:
                 strength=judgement.get_strength_display() if judgement.strength else "",
                 reason=judgement.reason,
                 seconds_on_card=(
-                    int((lease.judged_at - lease.created_at).total_seconds()) if lease and lease.judged_at else None
+                    int((judgement.created_at - card_shown_at(lease.created_at, lease.undone_at)).total_seconds())
+                    if lease
+                    else None
                 ),
                 created_at=judgement.created_at,
             )

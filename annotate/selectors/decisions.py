@@ -19,6 +19,7 @@ from annotate.models import (
     Outcome,
     Purpose,
 )
+from annotate.selectors import timing
 
 # Decided comparisons loaded per query with their prompt and both completions: one query per
 # 500 rows, memory bounded by 500 comparisons' texts, and the IN list under the 999 parameters
@@ -39,6 +40,8 @@ def judgements_matching(*, judgement_filter: JudgementFilter) -> QuerySet[Judgem
     "human", which no import file is named. Judgements on evaluation comparisons are left out
     unless the filter includes them: this is where "evaluation is never trained on" holds, for the
     export, a training run's frozen dataset and the API alike; and so it is for gold items.
+    ``exclude_rushed`` leaves out votes faster than their campaign's ``rushed_seconds``
+    (``annotate.selectors.timing``).
     """
     judgements = Judgement.objects.filter(comparison__gold_outcome="")
     if judgement_filter.campaign is not None:
@@ -50,6 +53,8 @@ def judgements_matching(*, judgement_filter: JudgementFilter) -> QuerySet[Judgem
             cleared_at__isnull=True,
         )
         judgements = judgements.exclude(Exists(flagged))
+    if judgement_filter.exclude_rushed:
+        judgements = timing.with_unrushed_from(judgements).exclude(timing.rushed_q())
     if not judgement_filter.include_evaluation:
         judgements = judgements.exclude(comparison__purpose=Purpose.EVALUATION)
     if judgement_filter.since is not None:
@@ -162,7 +167,7 @@ class ExportTally:
 def preference_rows(
     *, judgement_filter: JudgementFilter, conversational: bool, tally: ExportTally | None = None
 ) -> Iterator[dict[str, Any]]:
-    """One TRL preference row per decided comparison, with agreement and model names as extra columns.
+    """One TRL preference row per decided comparison; agreement, model names, adjudicated and campaign extra columns.
 
     Standard rows need a single-turn prompt; others are left out and counted in ``tally``, which
     also collects each row's comparison and the judgements that decided it.
@@ -170,7 +175,7 @@ def preference_rows(
     tally = tally if tally is not None else ExportTally()
     decisions = preference_decisions(judgement_filter=judgement_filter)
     while chunk := list(itertools.islice(decisions, EXPORT_CHUNK)):
-        comparisons = Comparison.objects.select_related("prompt", "completion_a", "completion_b").in_bulk(
+        comparisons = Comparison.objects.select_related("prompt", "completion_a", "completion_b", "campaign").in_bulk(
             [d.comparison_id for d in chunk]
         )
         for decision in chunk:
@@ -206,4 +211,5 @@ def _preference_row(decision: Decision, comparison: Comparison, conversational: 
         "chosen_model": chosen.model_name,
         "rejected_model": rejected.model_name,
         "adjudicated": decision.adjudicated,
+        "campaign": comparison.campaign.slug,
     }

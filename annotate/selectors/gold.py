@@ -68,3 +68,22 @@ def flagged_annotator_ids(*, campaign: Campaign) -> set[int]:
 def open_flag(*, campaign: Campaign, annotator_id: int) -> AnnotatorFlag | None:
     """The annotator's open flag in ``campaign``, or None."""
     return AnnotatorFlag.objects.filter(campaign=campaign, annotator_id=annotator_id, cleared_at__isnull=True).first()
+
+
+def open_flags(*, campaign: Campaign | None = None) -> list[AnnotatorFlag]:
+    """Open flags, oldest first, with their campaign and annotator loaded; of one campaign, or of all."""
+    flags = AnnotatorFlag.objects.filter(cleared_at__isnull=True).select_related("campaign", "annotator")
+    if campaign is not None:
+        flags = flags.filter(campaign=campaign)
+    return list(flags.order_by("flagged_at", "id"))
+
+
+def open_flag_named(*, campaign_slug: str, username: str) -> AnnotatorFlag | None:
+    """The open flag of the annotator called ``username`` in the campaign ``campaign_slug``, or None."""
+    return (
+        AnnotatorFlag.objects.filter(
+            campaign__slug=campaign_slug, annotator__username=username, cleared_at__isnull=True
+        )
+        .select_related("campaign", "annotator")
+        .first()
+    )

@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db.models import Count, F, OuterRef, Q, Subquery
+from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from annotate.agreement import (
@@ -18,13 +18,14 @@ from annotate.agreement import (
 )
 from annotate.filters import EVERY_JUDGEMENT, JudgementFilter
 from annotate.models import (
-    Assignment,
+    Campaign,
     Comparison,
     Completion,
     Judgement,
     Prompt,
 )
 from annotate.selectors.decisions import JUDGEMENT_ROWS_PER_FETCH, judgements_matching
+from annotate.selectors.timing import lease_times
 
 # Staff statistics -------------------------------------------------------------------------
 
@@ -123,18 +124,17 @@ def annotator_reliability(
 ) -> Reliability:
     """Krippendorff's alpha over the people's judgements ``judgement_filter`` keeps, and each person's figures.
 
-    A vote faster than ``rushed_seconds`` (a campaign's threshold; the site's ``DUET_RUSHED_SECONDS``
-    when None) counts as rushed.
-
     A judgement's time on its card runs from the lease (the assignment's creation, or the undo that
-    handed the card back) to the vote, both on the server's clock. One streamed query, grouped
+    handed the card back) to the vote, both on the server's clock. A vote faster than
+    ``rushed_seconds`` counts as rushed; without it, the threshold of the filter's campaign
+    (``rushed_seconds_of``). One streamed query, grouped
     by comparison; the formulas are ``annotate.agreement``'s.
     """
-    lease = Assignment.objects.filter(comparison_id=OuterRef("comparison_id"), annotator_id=OuterRef("annotator_id"))
+    times = lease_times()
     rows = (
         judgements_matching(judgement_filter=judgement_filter)
         .filter(annotator__isnull=False)
-        .annotate(leased_at=Subquery(lease.values("created_at")[:1]), undone_at=Subquery(lease.values("undone_at")[:1]))
+        .annotate(leased_at=times["leased_at"], undone_at=times["undone_at"])
         .order_by("comparison_id", "id")
         .values_list(
             "comparison_id",
@@ -152,5 +152,15 @@ def annotator_reliability(
     tally = ReliabilityTally()
     for _, group in itertools.groupby(rows, key=lambda row: row[0]):
         tally.add([vote_of(*row[1:]) for row in group])
-    threshold = settings.DUET_RUSHED_SECONDS if rushed_seconds is None else rushed_seconds
+    threshold = rushed_seconds_of(judgement_filter) if rushed_seconds is None else rushed_seconds
     return tally.result(rushed_seconds=threshold, sort=sort)
+
+
+def rushed_seconds_of(judgement_filter: JudgementFilter) -> float:
+    """The rushed threshold of the filter's campaign, or the site's default when it names none (or an unknown one)."""
+    if judgement_filter.campaign is not None:
+        seconds = Campaign.objects.filter(slug=judgement_filter.campaign).values_list("rushed_seconds", flat=True)
+        found = seconds.first()
+        if found is not None:
+            return found
+    return settings.DUET_RUSHED_SECONDS

@@ -18,10 +18,13 @@ from annotate.services.campaigns import (
 from annotate.services.completions import NewCompletion, comparisons_create, completions_add
 from annotate.services.export import EXPORT_FORMATS, ExportResult, export_download, export_preferences
 from annotate.services.export_jobs import export_job_execute, export_job_start, export_job_start_if_large
+from annotate.services.flags import FlagInvalid, FlagNotOpen, annotator_flag_check, annotator_unflag
+from annotate.services.gold import GoldInvalid, comparison_gold_mark, comparisons_gold_mark
 from annotate.services.imports import ImportResult, pairs_import, prompts_import
 from annotate.services.judging import (
     JudgementConflict,
     JudgementInvalid,
+    VoteSaved,
     judgement_record,
     judgement_record_scripted,
     judgement_undo_last,
@@ -40,12 +43,18 @@ __all__ = [
     "Card",
     "CardSide",
     "ExportResult",
+    "FlagInvalid",
+    "FlagNotOpen",
+    "GoldInvalid",
     "ImportResult",
     "IssuedToken",
     "JudgementConflict",
     "JudgementInvalid",
     "NewCompletion",
+    "VoteSaved",
     "annotator_create",
+    "annotator_flag_check",
+    "annotator_unflag",
     "api_token_create",
     "api_token_revoke",
     "api_token_rotate",
@@ -58,7 +67,9 @@ __all__ = [
     "campaign_resolve",
     "campaign_update",
     "comparison_adjudicate",
+    "comparison_gold_mark",
     "comparisons_create",
+    "comparisons_gold_mark",
     "completions_add",
     "export_download",
     "export_job_execute",

@@ -61,8 +61,10 @@ def bulk_get_or_create(
     return ids, len(missing)
 
 
-def comparison_slot_take(comparison_id: int, pair: tuple[int, int] | None = None) -> bool:
+def comparison_slot_take(comparison_id: int, pair: tuple[int, int] | None = None, gold: bool | None = None) -> bool:
     """Count one more judgement if the comparison has room (and ``pair`` are its two completions).
+
+    ``gold`` True or False takes the slot only of a gold item, or only of an ordinary comparison.
 
     A single conditional UPDATE: the row lock it takes (and PostgreSQL's re-check of the WHERE
     clause after waiting for it) makes this the one place that enforces "at most k judgements"
@@ -72,4 +74,6 @@ def comparison_slot_take(comparison_id: int, pair: tuple[int, int] | None = None
     if pair is not None:
         a, b = pair
         slot = slot.filter(Q(completion_a_id=a, completion_b_id=b) | Q(completion_a_id=b, completion_b_id=a))
+    if gold is not None:
+        slot = slot.exclude(gold_outcome="") if gold else slot.filter(gold_outcome="")
     return bool(slot.update(judgement_count=F("judgement_count") + 1))

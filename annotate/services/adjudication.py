@@ -14,14 +14,20 @@ from django.utils import timezone
 from annotate.limits import reason_problem
 from annotate.models import AuditAction, Comparison, Outcome
 from annotate.services.audit import audit_record
+from annotate.services.gold import comparison_gold_mark
 
 
 class AdjudicationInvalid(ValueError):
     """An outcome or note that cannot be recorded; nothing was changed."""
 
 
-def comparison_adjudicate(*, comparison_id: int, outcome: str, by: User, note: str = "") -> Comparison:
+def comparison_adjudicate(
+    *, comparison_id: int, outcome: str, by: User, note: str = "", gold: bool = False
+) -> Comparison:
     """Record ``by``'s decision on a comparison, replacing any earlier one, with an audit line each time.
+
+    With ``gold`` the decided outcome also becomes the comparison's expected gold outcome
+    (``comparison_gold_mark``, its own audit line), in the same transaction.
 
     Takes the comparison's row lock, so two staff deciding at once leave the later decision and
     an audit line for each, in the order they were applied.
@@ -47,4 +53,6 @@ def comparison_adjudicate(*, comparison_id: int, outcome: str, by: User, note: s
             target=comparison,
             detail={"outcome": outcome, "previous": previous, "note": note},
         )
+        if gold:
+            comparison_gold_mark(comparison=comparison, outcome=outcome, actor=by)
     return comparison

@@ -67,6 +67,7 @@ def _arrow_schema(conversational: bool) -> Any:
             ("chosen_model", pa.string()),
             ("rejected_model", pa.string()),
             ("adjudicated", pa.bool_()),
+            ("campaign", pa.string()),
         ]
     )
 

@@ -9,10 +9,11 @@ from typing import IO, Any
 from django.db import connection, transaction
 
 from annotate import formats
-from annotate.models import AuditAction, Campaign, Comparison, Completion, Judgement, Prompt
+from annotate.models import AuditAction, Campaign, Comparison, Completion, Judgement, Outcome, Prompt
 from annotate.services._shared import BULK_CHUNK, bulk_get_or_create, comparison_hash, comparison_slot_take
 from annotate.services.audit import audit_record
 from annotate.services.campaigns import campaign_default, campaign_prompts_add
+from annotate.services.gold import comparisons_gold_mark
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ def pairs_import(
     judged: bool = False,
     target_judgements: int | None = None,
     campaign: Campaign | None = None,
+    gold: bool = False,
 ) -> ImportResult:
     """Stream the file through validation, creating prompts, completions and open comparisons atomically.
 
@@ -95,24 +97,36 @@ def pairs_import(
     With ``judged`` the file's own choice is recorded as a judgement whose source is the file's
     name, once per content: the judgements remember the hash of the file's bytes, and a file
     whose bytes were imported judged before (under any name) adds no judgements.
+
+    With ``gold`` every pair becomes a gold item whose expected outcome is its chosen side (a
+    tie where the record says ``"tie": true``); a gold file's choice is the answer, never a vote,
+    so ``gold`` and ``judged`` exclude each other.
     """
     campaign = campaign or campaign_default()
     target = target_judgements or campaign.target_judgements
     if target < 1:
         raise formats.ImportFileError([f"{name}: judgements per comparison must be at least 1"])
+    if gold and judged:
+        raise formats.ImportFileError([f"{name}: a gold file's choices are answers, not judgements; drop judged"])
     file_hash = formats.file_digest(stream) if judged else ""
     reader = formats.RecordReader(stream, name=name, fmt=fmt, kind="pairs")
     totals = (0, 0, 0)
+    gold_outcomes: dict[int, str] | None = {} if gold else None
     with transaction.atomic():
         judged_before_as = _judged_source(file_hash) if judged else ""
         judging_hash = "" if judged_before_as else file_hash
         for batch in reader.batches(BULK_CHUNK):
-            written = _pairs_write(batch, source=name, target=target, file_hash=judging_hash, campaign=campaign)
+            written = _pairs_write(
+                batch, source=name, target=target, file_hash=judging_hash, campaign=campaign, gold=gold_outcomes
+            )
             totals = (totals[0] + written[0], totals[1] + written[1], totals[2] + written[2])
         reader.finish()
         audit_record(
-            action=AuditAction.PAIRS_IMPORT, detail={"file": name, "records": reader.records, "judged": judged}
+            action=AuditAction.PAIRS_IMPORT,
+            detail={"file": name, "records": reader.records, "judged": judged, "gold": gold},
         )
+        if gold_outcomes:
+            comparisons_gold_mark(outcomes=gold_outcomes, source=name)
     return ImportResult(
         records=reader.records,
         prompts_created=totals[0],
@@ -138,9 +152,18 @@ def _judged_source(file_hash: str) -> str:
 
 
 def _pairs_write(
-    records: Sequence[formats.PairRecord], *, source: str, target: int, file_hash: str, campaign: Campaign
+    records: Sequence[formats.PairRecord],
+    *,
+    source: str,
+    target: int,
+    file_hash: str,
+    campaign: Campaign,
+    gold: dict[int, str] | None = None,
 ) -> tuple[int, int, int]:
-    """Write one batch; return how many prompts, comparisons and judgements (if ``file_hash``) were new."""
+    """Write one batch; return how many prompts, comparisons and judgements (if ``file_hash``) were new.
+
+    With ``gold`` (a dict) each comparison's expected outcome is added to it, for marking after the batches.
+    """
     prompt_hashes = [_prompt_hash(r.prompt) for r in records]
     prompt_ids, prompts_created = bulk_get_or_create(Prompt, _prompt_rows([r.prompt for r in records], source))
     campaign_prompts_add(campaign=campaign, prompt_ids=list(prompt_ids.values()))
@@ -161,6 +184,8 @@ def _pairs_write(
     comparison_ids, comparisons_created = bulk_get_or_create(
         Comparison, comparison_rows, scope={"campaign_id": campaign.pk}
     )
+    if gold is not None:
+        gold.update(_gold_outcomes(records, sides, completion_ids, comparison_ids))
     judgements_created = 0
     if file_hash:
         winners = {
@@ -169,6 +194,27 @@ def _pairs_write(
         }
         judgements_created = _imported_judgements_create(winners=winners, source=source, file_hash=file_hash)
     return prompts_created, comparisons_created, judgements_created
+
+
+def _gold_outcomes(
+    records: Sequence[formats.PairRecord],
+    sides: Sequence[tuple[str, str]],
+    completion_ids: dict[str, int],
+    comparison_ids: dict[str, int],
+) -> dict[int, str]:
+    """``{comparison id: expected outcome}``: the chosen completion, named as the comparison stores it, or a tie.
+
+    A comparison that existed before may hold the pair the other way round, so its completion a is read back.
+    """
+    ids = [comparison_ids[comparison_hash(chosen, rejected)] for chosen, rejected in sides]
+    completion_a = dict(Comparison.objects.filter(id__in=ids).values_list("id", "completion_a_id"))
+    outcomes: dict[int, str] = {}
+    for record, comparison_id, (chosen, _) in zip(records, ids, sides, strict=True):
+        if record.tie:
+            outcomes[comparison_id] = Outcome.TIE
+        else:
+            outcomes[comparison_id] = Outcome.A if completion_a[comparison_id] == completion_ids[chosen] else Outcome.B
+    return outcomes
 
 
 def _pair_completions(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -18,8 +19,16 @@ from django.db.models import F
 from django.utils import timezone
 
 from annotate.limits import reason_problem
-from annotate.models import Assignment, Comparison, Judgement
+from annotate.models import Assignment, Campaign, Comparison, Judgement
 from annotate.services import _shared, queue
+from annotate.services.flags import annotator_flag_check
+
+
+@dataclass(frozen=True)
+class VoteSaved:
+    """A saved vote: whether its comparison was a gold item (which may flag the voter)."""
+
+    gold: bool
 
 
 class JudgementConflict(Exception):
@@ -62,6 +71,7 @@ def judgement_record(
     constraint turns a double submit into a conflict, and all of it happens in one transaction
     (one statement on PostgreSQL) so a refused vote leaves lease and count as they were. Why a
     vote was refused is asked only after the refusal, so the usual vote costs no extra query.
+    A vote on a gold item then checks the annotator's gold accuracy (``annotator_flag_check``).
     """
     reason = reason.strip()
     _judgement_check(choice=choice, strength=strength, reason=reason)
@@ -81,8 +91,10 @@ def judgement_record(
         saved = vote_insert(judgement=judgement, annotator=annotator)
     except IntegrityError as exc:
         raise JudgementConflict("you have already judged this comparison") from exc
-    if not saved:
+    if saved is None:
         raise _judgement_refusal(judgement)
+    if saved.gold:
+        annotator_flag_check(campaign=Campaign.objects.get(comparisons__id=comparison_id), annotator=annotator)
     return judgement
 
 
@@ -163,10 +175,11 @@ def _judgement_refusal(judgement: Judgement) -> Exception:
     return JudgementConflict("this comparison has all the judgements it needs")
 
 
-def vote_insert(*, judgement: Judgement, annotator: User) -> bool:
+def vote_insert(*, judgement: Judgement, annotator: User) -> VoteSaved | None:
     """Close the annotator's live lease on these sides, take a slot of the comparison, save the vote.
 
-    False, with nothing written, when there is no such lease or no slot was free; an
+    ``VoteSaved`` (whether the comparison was a gold item); None, with nothing
+    written, when there is no such lease or no slot was free; an
     ``IntegrityError`` when the annotator has judged this comparison already. One SQL statement on
     PostgreSQL, an ORM transaction elsewhere; either way lease, slot and vote change together or
     not at all.
@@ -180,7 +193,7 @@ class _Refused(Exception):
     """Rolls back a lease closed before its slot turned out to be taken."""
 
 
-def _vote_insert_orm(judgement: Judgement, annotator: User) -> bool:
+def _vote_insert_orm(judgement: Judgement, annotator: User) -> VoteSaved | None:
     now = judgement.created_at
     lease = Assignment.objects.filter(
         comparison_id=judgement.comparison_id,
@@ -196,18 +209,20 @@ def _vote_insert_orm(judgement: Judgement, annotator: User) -> bool:
             # Closing the lease first locks its row: a second submit of the same vote waits, then
             # finds it closed; the slot's conditional UPDATE is the "at most k" check.
             if not lease.update(judged_at=now):
-                return False
-            if not _shared.comparison_slot_take(judgement.comparison_id):
+                return None
+            # An ordinary comparison's slot first: the usual vote learns "not gold" at no extra query.
+            gold = not _shared.comparison_slot_take(judgement.comparison_id, gold=False)
+            if gold and not _shared.comparison_slot_take(judgement.comparison_id, gold=True):
                 raise _Refused
             judgement.save(force_insert=True)
     except _Refused:
-        return False
-    return True
+        return None
+    return VoteSaved(gold=gold)
 
 
 @functools.cache
 def _vote_insert_sql() -> str:
-    """``_vote_insert_orm`` as one PostgreSQL statement; it returns the new judgement's id, or no row.
+    """``_vote_insert_orm`` as one PostgreSQL statement: the new judgement's id and whether it is on gold, or no row.
 
     ``lease`` locks the annotator's live lease on these sides (a concurrent submit of the same
     vote waits, then finds it judged); the slot, the vote and the lease's closing each read the
@@ -228,7 +243,7 @@ def _vote_insert_sql() -> str:
           UPDATE {comparison} c SET judgement_count = c.judgement_count + 1
           FROM lease
           WHERE c.id = %(comparison_id)s AND c.judgement_count < c.target_judgements
-          RETURNING c.id, lease.id AS lease_id
+          RETURNING c.id, lease.id AS lease_id, c.gold_outcome <> '' AS gold
         ), vote AS (
           INSERT INTO {judgement}
             (comparison_id, annotator_id, source, left_id, right_id, choice, winner_id, strength, reason, created_at)
@@ -239,10 +254,10 @@ def _vote_insert_sql() -> str:
         ), closed AS (
           UPDATE {assignment} a SET judged_at = %(now)s FROM slot WHERE a.id = slot.lease_id
         )
-        SELECT id FROM vote"""  # noqa: S608
+        SELECT vote.id, slot.gold FROM vote, slot"""  # noqa: S608
 
 
-def _vote_insert_statement(judgement: Judgement, annotator: User) -> bool:
+def _vote_insert_statement(judgement: Judgement, annotator: User) -> VoteSaved | None:
     params: dict[str, Any] = {
         "comparison_id": judgement.comparison_id,
         "annotator_id": annotator.pk,
@@ -259,12 +274,12 @@ def _vote_insert_statement(judgement: Judgement, annotator: User) -> bool:
         cursor.execute(_vote_insert_sql(), params)
         row = cursor.fetchone()
     if row is None:
-        return False
+        return None
     # The instance now stands for the saved row, as ``save()`` would have left it.
     judgement.pk = row[0]
     judgement._state.adding = False
     judgement._state.db = connection.alias
-    return True
+    return VoteSaved(gold=bool(row[1]))
 
 
 def judgement_undo_last(*, annotator: User) -> Judgement | None:

@@ -84,3 +84,16 @@ def test_a_comparison_decided_from_the_page_stays_listed(staff_client):
     staff_client.post(f"{LIST}{comparison.id}/", {"outcome": "tie"})
     assert Comparison.objects.get(pk=comparison.id).adjudicated_outcome == "tie"
     assert [case.comparison.id for case in staff_client.get(LIST).context["cases"]] == [comparison.id]
+
+
+def test_a_decision_marked_gold_makes_the_outcome_the_gold_answer(staff_client):
+    comparison = _split()
+    staff_client.post(f"{LIST}{comparison.id}/", {"outcome": "b", "gold": "1"})
+    comparison.refresh_from_db()
+    assert (comparison.adjudicated_outcome, comparison.gold_outcome) == ("b", "b")
+
+
+def test_a_gold_item_is_not_listed_as_split(staff_client):
+    comparison = _split()
+    Comparison.objects.filter(pk=comparison.pk).update(gold_outcome="a")
+    assert staff_client.get(LIST).context["cases"] == []

@@ -266,6 +266,14 @@ def test_adjudication_is_200_and_recorded(client):
     assert comparison.adjudicated_outcome == "b"
 
 
+def test_adjudication_with_gold_makes_the_outcome_the_gold_answer(client):
+    comparison = ComparisonFactory()
+    response = _adjudicate(client, StaffFactory(), comparison.id, {"outcome": "tie", "gold": True})
+    assert response.json()["gold_outcome"] == "tie"
+    comparison.refresh_from_db()
+    assert comparison.gold_outcome == "tie"
+
+
 @pytest.mark.parametrize("payload", [{"outcome": "left"}, {}, {"outcome": "a", "note": "x" * 1001}])
 def test_adjudication_with_a_bad_body_is_400(client, payload):
     comparison = ComparisonFactory()

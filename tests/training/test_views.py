@@ -10,7 +10,7 @@ from django.test import Client, override_settings
 from django.utils.html import escape
 
 from annotate.models import Judgement
-from tests.annotate.factories import StaffFactory, UserFactory
+from tests.annotate.factories import CampaignFactory, StaffFactory, UserFactory
 from tests.training.factories import judged_preferences
 from training import services
 from training.charts import format_number
@@ -214,7 +214,25 @@ def test_the_run_keeps_the_data_filters_of_the_form(staff_client: Client, versio
         "exclude_annotators": ["bot", "ann"],
         "exclude_sources": ["bot", "ann"],
         "include_evaluation": False,
+        "campaign": None,
+        "include_flagged": False,
+        "exclude_rushed": False,
     }
+
+
+def test_the_run_keeps_the_quality_options_of_the_form(staff_client: Client, version: ModelVersion) -> None:
+    CampaignFactory(slug="helpful")
+    staff_client.post(
+        "/training/runs/new/", _start_form(version, campaign="helpful", include_flagged="on", exclude_rushed="on")
+    )
+    filters = TrainingRun.objects.get().dataset_filters
+    assert (filters["campaign"], filters["include_flagged"], filters["exclude_rushed"]) == ("helpful", True, True)
+
+
+def test_an_unknown_campaign_on_the_run_form_starts_nothing(staff_client: Client, version: ModelVersion) -> None:
+    response = staff_client.post("/training/runs/new/", _start_form(version, campaign="nowhere"))
+    assert response.status_code == 400
+    assert not TrainingRun.objects.exists()
 
 
 def test_invalid_hyperparameters_show_the_engines_error_and_start_nothing(

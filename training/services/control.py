@@ -191,8 +191,12 @@ def next_round_start(
     generation: dict[str, Any] | None = None,
     user: User | None = None,
     campaign: Campaign | None = None,
+    include_flagged: bool = False,
+    exclude_rushed: bool = False,
 ) -> tuple[TrainingRun, GenerationRun]:
     """Train on the judgements since the last run, then generate the next round with the new version.
+
+    ``include_flagged`` and ``exclude_rushed`` are the training run's, as in any run's filter.
 
     The generation run waits, queued, for its training run; the worker enqueues it with the new
     version when training succeeds, and cancels it when training does not. With a ``campaign`` the
@@ -210,7 +214,12 @@ def next_round_start(
         train_run = training_run_start(
             base_version=base,
             hyperparameters=hyperparameters or {},
-            judgement_filter=JudgementFilter(since=since, campaign=campaign.slug if campaign is not None else None),
+            judgement_filter=JudgementFilter(
+                since=since,
+                campaign=campaign.slug if campaign is not None else None,
+                include_flagged=include_flagged,
+                exclude_rushed=exclude_rushed,
+            ),
             user=user,
         )
         gen_run = generation_run_start(

@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.dateparse import parse_date, parse_datetime
 
 from annotate import services
-from annotate.filters import JudgementFilter
+from annotate.filters import JudgementFilter, add_quality_arguments, quality_options
 
 
 def _since(value: str) -> datetime:
@@ -33,6 +33,7 @@ class Command(BaseCommand):
             metavar="NAME",
             help="leave out this annotator or import file (repeat it, or separate names with commas)",
         )
+        add_quality_arguments(parser)
 
     def handle(self, *args: object, **options: object) -> None:
         try:
@@ -40,6 +41,7 @@ class Command(BaseCommand):
                 since=options["since"],  # type: ignore[arg-type]
                 min_agreement=float(options["min_agreement"]),  # type: ignore[arg-type]
                 exclude=list(options["exclude_annotator"]),  # type: ignore[call-overload]
+                **quality_options(options),
             )
             result = services.export_preferences(
                 path=str(options["path"]),

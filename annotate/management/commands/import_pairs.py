@@ -14,13 +14,17 @@ from annotate.management.commands._importing import (
 class Command(BaseCommand):
     help = (
         "Import prompt/chosen/rejected pairs (TRL's standard or conversational format) as open comparisons; "
-        "--judged also records the file's choice as a judgement from a source named after the file."
+        "--judged also records the file's choice as a judgement from a source named after the file; "
+        "--gold makes every pair a gold item whose answer is its chosen side (a tie where the row says \"tie\": true)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         add_format_argument(parser)
         add_campaign_argument(parser)
         parser.add_argument("--judged", action="store_true", help="record the file's choice as a judgement")
+        parser.add_argument(
+            "--gold", action="store_true", help="import gold items: the chosen side (or a tie) is the expected answer"
+        )
         parser.add_argument(
             "--judgements-per-comparison",
             "-k",
@@ -39,6 +43,7 @@ class Command(BaseCommand):
                     name=path,
                     fmt=options["format"],  # type: ignore[arg-type]
                     judged=bool(options["judged"]),
+                    gold=bool(options["gold"]),
                     target_judgements=options["judgements_per_comparison"],  # type: ignore[arg-type]
                     campaign=campaign,
                 )

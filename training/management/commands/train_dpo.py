@@ -3,7 +3,7 @@ from datetime import UTC, datetime
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.dateparse import parse_datetime
 
-from annotate.filters import JudgementFilter
+from annotate.filters import JudgementFilter, add_quality_arguments, quality_options
 from training import services
 from training.management.commands._runs import (
     add_training_arguments,
@@ -26,6 +26,7 @@ class Command(BaseCommand):
         parser.add_argument("--since", default=None, help="only judgements made since this date/time")
         parser.add_argument("--min-agreement", type=float, default=0.0, help="keep pairs at least this agreed")
         parser.add_argument("--exclude-annotator", action="append", default=[], metavar="NAME")
+        add_quality_arguments(parser)
         add_wait_arguments(parser, until="the run ends")
         add_training_arguments(parser)
 
@@ -39,6 +40,7 @@ class Command(BaseCommand):
                     since=since,
                     min_agreement=float(options["min_agreement"]),  # type: ignore[arg-type]
                     exclude=list(options["exclude_annotator"]),  # type: ignore[call-overload]
+                    **quality_options(options),
                 ),
             )
         except (services.QueueUnavailable, ValueError) as exc:
