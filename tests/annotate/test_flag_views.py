@@ -71,9 +71,9 @@ def test_unflagging_twice_says_it_was_cleared(client, flag):
     assert "was cleared" in response.content.decode()
 
 
-def test_the_stats_page_lists_open_flags_with_their_reason_and_button(client, flag):
+def test_the_campaign_stats_page_lists_its_open_flags_with_their_reason_and_button(client, flag):
     client.force_login(StaffFactory())
-    page = client.get("/annotate/stats/").content.decode()
+    page = client.get("/annotate/stats/", {"campaign": flag.campaign.slug}).content.decode()
     assert "clicker" in page
     assert "below 70% after 5 gold items" in page
     assert f'action="{_url(flag)}"' in page
