@@ -145,6 +145,12 @@ def test_next_round_for_a_campaign_keeps_it(plain_versions):
     assert GenerationRun.objects.get().campaign.slug == "helpful"
 
 
+def test_next_round_takes_the_quality_options_into_its_run(plain_versions):
+    _run("next_round", "--base", "child", "--include-flagged", "--exclude-rushed")
+    filters = TrainingRun.objects.get().dataset_filters
+    assert (filters["include_flagged"], filters["exclude_rushed"]) == (True, True)
+
+
 def test_seed_round_for_a_campaign_queues_its_round(db):
     CampaignFactory(slug="helpful")
     _run("seed_round", "--campaign", "helpful")

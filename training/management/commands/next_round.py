@@ -32,6 +32,12 @@ class Command(BaseCommand):
             metavar="SLUG",
             help="train on this campaign's judgements since its last run; the next round answers its prompts into it",
         )
+        parser.add_argument(
+            "--include-flagged", action="store_true", help="train on flagged annotators' judgements too"
+        )
+        parser.add_argument(
+            "--exclude-rushed", action="store_true", help="leave out votes faster than the campaign's threshold"
+        )
         add_wait_arguments(parser, until="both runs end")
         add_training_arguments(parser)
 
@@ -46,6 +52,8 @@ class Command(BaseCommand):
                 hyperparameters=training_options(options),
                 generation=generation,
                 campaign=campaign_named(options["campaign"]),
+                include_flagged=bool(options["include_flagged"]),
+                exclude_rushed=bool(options["exclude_rushed"]),
             )
         except (services.QueueUnavailable, ValueError) as exc:
             raise CommandError(str(exc)) from exc
