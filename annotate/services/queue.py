@@ -21,8 +21,9 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from annotate import formats
-from annotate.models import Assignment, Comparison, Completion, Prompt
-from annotate.services import _shared
+from annotate.models import Assignment, Campaign, Comparison, Completion, Prompt
+from annotate.services import _shared, queue_rules
+from annotate.services.campaigns import campaign_default
 
 # Two requests of one annotator can race to lease (see ``lease_take``); the loser's retry usually
 # finds the winner's lease as its own. It loses again only if the other request judged that lease
@@ -31,6 +32,9 @@ from annotate.services import _shared
 # which breaks the lockstep.
 _LEASE_ATTEMPTS = 8
 _LEASE_BACKOFF_SECONDS = 0.005
+
+# Draws whether a card is a gold item; a test may swap in a seeded ``random.Random``.
+gold_random = random.Random()
 
 
 @dataclass(frozen=True)
@@ -115,15 +119,28 @@ def _lease_mark_sql() -> str:
     return f"UPDATE {comparison} SET judgement_count = judgement_count WHERE id = %(comparison)s"  # noqa: S608
 
 
+def _kind_where(gold: bool) -> str:
+    """Condition on comparison ``c``: in the campaign (parameter ``campaign``), and a gold item or an ordinary one.
+
+    Written as the partial indexes' conditions are (``Comparison.Meta.indexes``), so that each
+    kind's pick reads its own index in id order.
+    """
+    kind = "c.gold_outcome <> ''" if gold else "c.gold_outcome = ''"
+    return f"c.campaign_id = %(campaign)s AND {kind}"
+
+
 @functools.cache
-def _candidate_sql(skip_locked: bool) -> str:
-    """The oldest comparison ``_candidate_where`` admits, for the portable path.
+def _candidate_sql(skip_locked: bool, gold: bool) -> str:
+    """The oldest comparison of the kind ``_candidate_where`` admits, for the portable path.
 
     SQL because the ORM spent several times more CPU building this query (two correlated
     subqueries) than the database spent running it.
     """
     comparison = connection.ops.quote_name(Comparison._meta.db_table)
-    sql = f"SELECT c.* FROM {comparison} c WHERE {_candidate_where()} {_unchanged_since_read()} ORDER BY c.id LIMIT 1"  # noqa: S608
+    sql = f"""
+        SELECT c.* FROM {comparison} c
+        WHERE {_kind_where(gold)} AND {_candidate_where()} {_unchanged_since_read()}
+        ORDER BY c.id LIMIT 1"""  # noqa: S608
     return f"{sql} FOR UPDATE OF c SKIP LOCKED" if skip_locked else sql
 
 
@@ -141,14 +158,16 @@ def _own_open_sql(lock: bool) -> str:
 def _next_sql() -> str:
     """``lease_take`` as one PostgreSQL statement, returning the card's row or nothing.
 
-    Renews the annotator's own open lease while it is live (it holds its slot), or releases it
-    and leases the oldest candidate, its row locked ``FOR UPDATE SKIP LOCKED`` so that concurrent
-    annotators take different comparisons without waiting, and marked (``_lease_mark_sql``) so
-    that none takes it on a stale count; the sides' order is drawn per lease. Data-modifying
+    Renews the annotator's own open lease while it is live and in the campaign (it holds its
+    slot), or releases it and leases the oldest candidate: a gold item the annotator has not seen
+    when ``gold`` is drawn, else (or when none is left) an ordinary comparison. Its row is locked
+    ``FOR UPDATE SKIP LOCKED`` so that concurrent annotators take different comparisons without
+    waiting, and marked (``_lease_mark_sql``) so that none takes it on a stale count; the sides'
+    order is drawn per lease. Data-modifying
     ``WITH`` parts run to completion whether or not the final SELECT reads them; ``leased`` joins
     ``released`` so that the old lease is gone before the new one is inserted, as the
-    one-open-assignment-per-annotator constraint requires. Parameters: ``annotator``, ``now``,
-    ``expires``. The columns are ``Card``'s, in order.
+    one-open-assignment-per-annotator constraint requires. Parameters: ``annotator``, ``campaign``,
+    ``gold``, ``now``, ``expires``. The columns are ``Card``'s, in order.
     """
     q = connection.ops.quote_name
     assignment, comparison = q(Assignment._meta.db_table), q(Comparison._meta.db_table)
@@ -159,6 +178,7 @@ def _next_sql() -> str:
         ), own_open AS (
           SELECT own.id FROM own JOIN {comparison} c ON c.id = own.comparison_id
           WHERE own.expires_at > %(now)s AND c.judgement_count < c.target_judgements
+            AND c.campaign_id = %(campaign)s
         ), renewed AS (
           UPDATE {assignment} a SET expires_at = %(expires)s FROM own_open WHERE a.id = own_open.id
           RETURNING a.id, a.comparison_id, a.left_id, a.right_id, a.expires_at
@@ -166,12 +186,20 @@ def _next_sql() -> str:
           DELETE FROM {assignment} a USING own
           WHERE a.id = own.id AND NOT EXISTS (SELECT 1 FROM own_open)
           RETURNING a.id
-        ), candidate AS (
-          SELECT c.id, c.completion_a_id AS a, c.completion_b_id AS b, random() < 0.5 AS flip
-          FROM {comparison} c
-          WHERE NOT EXISTS (SELECT 1 FROM own_open) AND {_candidate_where()} {_unchanged_since_read()}
+        ), gold AS (
+          SELECT c.id, c.completion_a_id AS a, c.completion_b_id AS b FROM {comparison} c
+          WHERE %(gold)s AND NOT EXISTS (SELECT 1 FROM own_open)
+            AND {_kind_where(True)} AND {_candidate_where()} {_unchanged_since_read()}
           ORDER BY c.id LIMIT 1
           FOR UPDATE OF c SKIP LOCKED
+        ), ordinary AS (
+          SELECT c.id, c.completion_a_id AS a, c.completion_b_id AS b FROM {comparison} c
+          WHERE NOT EXISTS (SELECT 1 FROM own_open) AND NOT EXISTS (SELECT 1 FROM gold)
+            AND {_kind_where(False)} AND {_candidate_where()} {_unchanged_since_read()}
+          ORDER BY c.id LIMIT 1
+          FOR UPDATE OF c SKIP LOCKED
+        ), candidate AS (
+          SELECT id, a, b, random() < 0.5 AS flip FROM (SELECT * FROM gold UNION ALL SELECT * FROM ordinary) picked
         ), leased AS (
           INSERT INTO {assignment} (comparison_id, annotator_id, left_id, right_id, created_at, expires_at)
           SELECT n.id, %(annotator)s, CASE WHEN n.flip THEN n.b ELSE n.a END, CASE WHEN n.flip THEN n.a ELSE n.b END,
@@ -221,15 +249,21 @@ def _card(row: tuple[Any, ...]) -> Card:
     )
 
 
-def lease_take(*, annotator: User) -> Card | None:
-    """The comparison this annotator should judge now, leased to them, as its card; or ``None``.
+def lease_take(*, annotator: User, campaign: Campaign | None = None) -> Card | None:
+    """The comparison this annotator should judge now in ``campaign``, leased to them, as its card; or ``None``.
 
-    Their own open assignment comes first while it is live (a reload or an undo shows the same
-    card); an expired one is released, so it holds no slot and may come back later. Otherwise it
-    picks the oldest comparison they have not seen that has a free slot, counting live leases as
-    taken. One SQL statement on PostgreSQL, the ORM elsewhere; the same rules and the same
-    ``Card`` either way. An annotator holds one live lease at most, a comparison k holders at most
-    (judgements and live leases together).
+    ``None`` for the campaign means the default one. The campaign's rules come first
+    (``queue_rules.queue_check``: a ``QueueRefused`` when it is paused or closed, the annotator
+    is not among its people, or they are flagged and it pauses flagged annotators). Their own
+    open assignment in the campaign comes next while it is live (a reload or an undo shows the
+    same card); an expired one, or one in another campaign, is released, so it holds no slot and
+    may come back later. Otherwise, with probability ``campaign.gold_rate``, the oldest gold
+    item of the campaign they have never judged (it looks like any other card), and else, or
+    when none is left, the oldest ordinary comparison of the campaign they have not seen that
+    has a free slot, counting live leases as taken. One SQL statement on PostgreSQL, the ORM
+    elsewhere; the same rules and the same ``Card`` either way. An annotator holds one live
+    lease at most (so at most one per campaign), a comparison k holders at most (judgements and
+    live leases together).
 
     Locks: the annotator's open assignment row, and the candidate comparison row ``FOR UPDATE
     SKIP LOCKED`` where the database has it. Two requests of the same annotator can both pick a
@@ -237,22 +271,27 @@ def lease_take(*, annotator: User) -> Card | None:
     second statement's snapshot predates it); the one-open-assignment-per-annotator constraint
     refuses the second lease, and the retry then finds the first one as the annotator's own.
     """
+    campaign = campaign or campaign_default()
+    queue_rules.queue_check(annotator=annotator, campaign=campaign)
+    gold = campaign.gold_rate > 0 and gold_random.random() < campaign.gold_rate
     take = _lease_take_statement if _shared.single_statement() else _lease_take_orm
     for attempt in range(1, _LEASE_ATTEMPTS):
         try:
-            return take(annotator)
+            return take(annotator, campaign.pk, gold)
         except IntegrityError:
             time.sleep(random.uniform(0, _LEASE_BACKOFF_SECONDS * attempt))
-    return take(annotator)
+    return take(annotator, campaign.pk, gold)
 
 
 assignment_next = lease_take
 
 
-def _lease_take_statement(annotator: User) -> Card | None:
+def _lease_take_statement(annotator: User, campaign_id: int, gold: bool) -> Card | None:
     now = timezone.now()
     params: dict[str, Any] = {
         "annotator": annotator.pk,
+        "campaign": campaign_id,
+        "gold": gold,
         "now": now,
         "expires": now + timedelta(seconds=settings.DUET_LEASE_SECONDS),
     }
@@ -262,7 +301,7 @@ def _lease_take_statement(annotator: User) -> Card | None:
     return None if row is None else _card(row)
 
 
-def _lease_take_orm(annotator: User) -> Card | None:
+def _lease_take_orm(annotator: User, campaign_id: int, gold: bool) -> Card | None:
     now = timezone.now()
     lease = timedelta(seconds=settings.DUET_LEASE_SECONDS)
     with transaction.atomic():
@@ -270,14 +309,14 @@ def _lease_take_orm(annotator: User) -> Card | None:
         own = next(iter(Assignment.objects.raw(_own_open_sql(locking), {"annotator": annotator.pk})), None)
         if own is not None:
             # Loads the comparison: one more query, only on a reload or after an undo.
-            if own.expires_at > now and own.comparison.judgement_count < own.comparison.target_judgements:
+            mine = own.comparison
+            live = own.expires_at > now and mine.judgement_count < mine.target_judgements
+            if live and mine.campaign_id == campaign_id:
                 own.expires_at = now + lease
                 own.save(update_fields=["expires_at"])
                 return _card_load(own.pk)
             own.delete()
-        skip_locked = connection.features.has_select_for_update_skip_locked
-        candidates = Comparison.objects.raw(_candidate_sql(skip_locked), {"annotator": annotator.pk, "now": now})
-        comparison = next(iter(candidates), None)
+        comparison = _candidate_orm(annotator, campaign_id, gold, now)
         if comparison is None:
             return None
         a, b = comparison.completion_a_id, comparison.completion_b_id
@@ -287,6 +326,17 @@ def _lease_take_orm(annotator: User) -> Card | None:
         )
         lease_mark(comparison_id=comparison.pk)
     return _card_load(leased.pk)
+
+
+def _candidate_orm(annotator: User, campaign_id: int, gold: bool, now: datetime) -> Comparison | None:
+    """The portable path's pick: a gold item when drawn and one is left, else an ordinary comparison."""
+    skip_locked = connection.features.has_select_for_update_skip_locked
+    params = {"annotator": annotator.pk, "campaign": campaign_id, "now": now}
+    for kind in (True, False) if gold else (False,):
+        comparison = next(iter(Comparison.objects.raw(_candidate_sql(skip_locked, kind), params)), None)
+        if comparison is not None:
+            return comparison
+    return None
 
 
 def lease_mark(*, comparison_id: int) -> None:
