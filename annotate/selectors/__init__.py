@@ -4,6 +4,7 @@
 - ``decisions``: the one place a ``JudgementFilter`` applies, and how judgements become preference rows.
 - ``stats``: counts, pairwise agreement, Krippendorff's alpha, each annotator's reliability.
 - ``adjudication``: comparisons whose votes split.
+- ``campaigns``: the campaigns open to an annotator, their progress in each, guidelines seen.
 - ``gold``: gold accuracy per annotator, and who is flagged.
 - ``accounts``: API tokens, the audit log, the login throttle.
 
@@ -22,6 +23,7 @@ from annotate.selectors.adjudication import (
     comparisons_split,
     split_cases,
 )
+from annotate.selectors.campaigns import CampaignProgress, campaign_progress, campaigns_open_to, guidelines_seen
 from annotate.selectors.decisions import (
     EXPORT_CHUNK,
     JUDGEMENT_ROWS_PER_FETCH,
@@ -53,6 +55,7 @@ __all__ = [
     "JUDGEMENT_ROWS_PER_FETCH",
     "AnnotationStats",
     "AnnotatorStats",
+    "CampaignProgress",
     "Decision",
     "ExportTally",
     "GoldScore",
@@ -65,6 +68,8 @@ __all__ = [
     "annotator_reliability",
     "api_tokens_of",
     "audit_entries",
+    "campaign_progress",
+    "campaigns_open_to",
     "comparisons_split",
     "decide",
     "export_job",
@@ -72,6 +77,7 @@ __all__ = [
     "flagged_annotator_ids",
     "gold_judgements",
     "gold_scores",
+    "guidelines_seen",
     "judgements_matching",
     "last_judgement",
     "login_retry_after",

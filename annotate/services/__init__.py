@@ -6,7 +6,13 @@ One module per concern; this package re-exports their public names, so callers w
 
 from annotate.services.adjudication import AdjudicationInvalid, comparison_adjudicate
 from annotate.services.audit import audit_record
-from annotate.services.campaigns import CampaignNotFound, campaign_default, campaign_prompts_add, campaign_resolve
+from annotate.services.campaigns import (
+    CampaignNotFound,
+    campaign_default,
+    campaign_prompts_add,
+    campaign_resolve,
+    guidelines_mark_seen,
+)
 from annotate.services.completions import NewCompletion, comparisons_create, completions_add
 from annotate.services.export import EXPORT_FORMATS, ExportResult, export_download, export_preferences
 from annotate.services.export_jobs import export_job_execute, export_job_start, export_job_start_if_large
@@ -22,6 +28,7 @@ from annotate.services.judging import (
 )
 from annotate.services.logins import login_failure_record, login_failures_clear
 from annotate.services.queue import Card, CardSide, assignment_next, assignment_skip, lease_take
+from annotate.services.queue_rules import QueueRefused, queue_check
 from annotate.services.users import IssuedToken, annotator_create, api_token_create, api_token_revoke, api_token_rotate
 
 __all__ = [
@@ -36,6 +43,7 @@ __all__ = [
     "JudgementConflict",
     "JudgementInvalid",
     "NewCompletion",
+    "QueueRefused",
     "annotator_create",
     "api_token_create",
     "api_token_revoke",
@@ -54,6 +62,7 @@ __all__ = [
     "export_job_start",
     "export_job_start_if_large",
     "export_preferences",
+    "guidelines_mark_seen",
     "judgement_record",
     "judgement_record_scripted",
     "judgement_undo_last",
@@ -63,5 +72,6 @@ __all__ = [
     "login_failures_clear",
     "pairs_import",
     "prompts_import",
+    "queue_check",
     "vote_insert",
 ]

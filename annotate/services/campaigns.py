@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from annotate.limits import DEFAULT_CAMPAIGN_SLUG
-from annotate.models import Campaign
+from annotate.models import Campaign, GuidelinesSeen
 
 
 class CampaignNotFound(ValueError):
@@ -36,3 +37,8 @@ def campaign_prompts_add(*, campaign: Campaign, prompt_ids: list[int]) -> None:
         through.objects.bulk_create(
             [through(campaign_id=campaign.pk, prompt_id=pk) for pk in prompt_ids], ignore_conflicts=True
         )
+
+
+def guidelines_mark_seen(*, annotator: User, campaign: Campaign) -> None:
+    """Remember that the annotator has been shown the campaign's guidelines; marking twice keeps the first time."""
+    GuidelinesSeen.objects.get_or_create(annotator=annotator, campaign=campaign)
