@@ -129,9 +129,15 @@ def _kind_where(gold: bool) -> str:
     return f"c.campaign_id = %(campaign)s AND {kind}"
 
 
+# Where a pick starts: from the first id (ordinary comparisons, oldest first), or, for a gold item,
+# at or after a random start id and else before it. Every annotator wants every gold item once, so
+# starting all of them at the oldest one would have them queue on the same few rows.
+_RANGES = {"all": "", "from": "AND c.id >= %(start)s", "before": "AND c.id < %(start)s"}
+
+
 @functools.cache
-def _candidate_sql(skip_locked: bool, gold: bool) -> str:
-    """The oldest comparison of the kind ``_candidate_where`` admits, for the portable path.
+def _candidate_sql(skip_locked: bool, gold: bool, start: str = "all") -> str:
+    """The first comparison of the kind ``_candidate_where`` admits in the range ``start`` names, for the portable path.
 
     SQL because the ORM spent several times more CPU building this query (two correlated
     subqueries) than the database spent running it.
@@ -139,9 +145,16 @@ def _candidate_sql(skip_locked: bool, gold: bool) -> str:
     comparison = connection.ops.quote_name(Comparison._meta.db_table)
     sql = f"""
         SELECT c.* FROM {comparison} c
-        WHERE {_kind_where(gold)} AND {_candidate_where()} {_unchanged_since_read()}
+        WHERE {_kind_where(gold)} {_RANGES[start]} AND {_candidate_where()} {_unchanged_since_read()}
         ORDER BY c.id LIMIT 1"""  # noqa: S608
     return f"{sql} FOR UPDATE OF c SKIP LOCKED" if skip_locked else sql
+
+
+@functools.cache
+def _gold_span_sql() -> str:
+    """The lowest and highest id of the campaign's gold items (parameter ``campaign``): two index endpoints."""
+    comparison = connection.ops.quote_name(Comparison._meta.db_table)
+    return f"SELECT min(c.id), max(c.id) FROM {comparison} c WHERE {_kind_where(True)}"  # noqa: S608
 
 
 @functools.cache
@@ -160,7 +173,8 @@ def _next_sql() -> str:
 
     Renews the annotator's own open lease while it is live and in the campaign (it holds its
     slot), or releases it and leases the oldest candidate: a gold item the annotator has not seen
-    when ``gold`` is drawn, else (or when none is left) an ordinary comparison. Its row is locked
+    when ``gold`` is drawn (the first at or after a random start, else the first before it), else
+    (or when none is left) the oldest ordinary comparison. Its row is locked
     ``FOR UPDATE SKIP LOCKED`` so that concurrent annotators take different comparisons without
     waiting, and marked (``_lease_mark_sql``) so that none takes it on a stale count; the sides'
     order is drawn per lease. Data-modifying
@@ -186,12 +200,25 @@ def _next_sql() -> str:
           DELETE FROM {assignment} a USING own
           WHERE a.id = own.id AND NOT EXISTS (SELECT 1 FROM own_open)
           RETURNING a.id
-        ), gold AS (
+        ), gold_span AS (
+          SELECT min(c.id) AS low, max(c.id) AS high FROM {comparison} c
+          WHERE %(gold)s AND NOT EXISTS (SELECT 1 FROM own_open) AND {_kind_where(True)}
+        ), gold_start AS (
+          SELECT low + floor(random() * (high - low + 1))::bigint AS id FROM gold_span
+        ), gold_from AS (
           SELECT c.id, c.completion_a_id AS a, c.completion_b_id AS b FROM {comparison} c
-          WHERE %(gold)s AND NOT EXISTS (SELECT 1 FROM own_open)
+          WHERE c.id >= (SELECT id FROM gold_start)
             AND {_kind_where(True)} AND {_candidate_where()} {_unchanged_since_read()}
           ORDER BY c.id LIMIT 1
           FOR UPDATE OF c SKIP LOCKED
+        ), gold_before AS (
+          SELECT c.id, c.completion_a_id AS a, c.completion_b_id AS b FROM {comparison} c
+          WHERE NOT EXISTS (SELECT 1 FROM gold_from) AND c.id < (SELECT id FROM gold_start)
+            AND {_kind_where(True)} AND {_candidate_where()} {_unchanged_since_read()}
+          ORDER BY c.id LIMIT 1
+          FOR UPDATE OF c SKIP LOCKED
+        ), gold AS (
+          SELECT * FROM gold_from UNION ALL SELECT * FROM gold_before
         ), ordinary AS (
           SELECT c.id, c.completion_a_id AS a, c.completion_b_id AS b FROM {comparison} c
           WHERE NOT EXISTS (SELECT 1 FROM own_open) AND NOT EXISTS (SELECT 1 FROM gold)
@@ -329,11 +356,19 @@ def _lease_take_orm(annotator: User, campaign_id: int, gold: bool) -> Card | Non
 
 
 def _candidate_orm(annotator: User, campaign_id: int, gold: bool, now: datetime) -> Comparison | None:
-    """The portable path's pick: a gold item when drawn and one is left, else an ordinary comparison."""
+    """The portable path's pick: a gold item when drawn and one is left (from a random start), else an ordinary one."""
     skip_locked = connection.features.has_select_for_update_skip_locked
-    params = {"annotator": annotator.pk, "campaign": campaign_id, "now": now}
-    for kind in (True, False) if gold else (False,):
-        comparison = next(iter(Comparison.objects.raw(_candidate_sql(skip_locked, kind), params)), None)
+    params: dict[str, Any] = {"annotator": annotator.pk, "campaign": campaign_id, "now": now}
+    picks: list[tuple[bool, str]] = [(False, "all")]
+    if gold:
+        with connection.cursor() as cursor:
+            cursor.execute(_gold_span_sql(), params)
+            low, high = cursor.fetchone() or (None, None)
+        if low is not None:
+            params["start"] = random.randint(low, high)
+            picks[:0] = [(True, "from"), (True, "before")]
+    for kind, start in picks:
+        comparison = next(iter(Comparison.objects.raw(_candidate_sql(skip_locked, kind, start), params)), None)
         if comparison is not None:
             return comparison
     return None

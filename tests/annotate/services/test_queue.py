@@ -261,3 +261,21 @@ def test_a_refused_queue_leases_nothing(settings_, reason):
     with pytest.raises(services.QueueRefused) as refused:
         _lease(UserFactory(), campaign)
     assert (refused.value.reason, Assignment.objects.count()) == (reason, 0)
+
+
+def test_gold_picks_start_at_a_random_gold_item_so_annotators_spread_over_them():
+    campaign = CampaignFactory(gold_rate=1.0)
+    GoldComparisonFactory.create_batch(20, campaign=campaign)
+    served = {_lease(UserFactory(), campaign).comparison_id for _ in range(10)}
+    assert len(served) > 1
+
+
+def test_a_gold_pick_wraps_around_to_the_gold_items_before_its_start():
+    campaign = CampaignFactory(gold_rate=1.0)
+    first, *later = GoldComparisonFactory.create_batch(4, campaign=campaign)
+    users = UserFactory.create_batch(5)
+    for user in users:
+        for gold in later:
+            judge(user, gold)
+    # Each start falls above the first item three times in four: five annotators make a miss show.
+    assert {_lease(user, campaign).comparison_id for user in users} == {first.id}
