@@ -168,41 +168,14 @@ def _own_open_sql(lock: bool) -> str:
 
 
 @functools.cache
-def _next_sql() -> str:
-    """``lease_take`` as one PostgreSQL statement, returning the card's row or nothing.
-
-    Renews the annotator's own open lease while it is live and in the campaign (it holds its
-    slot), or releases it and leases the oldest candidate: a gold item the annotator has not seen
-    when ``gold`` is drawn (the first at or after a random start, else the first before it), else
-    (or when none is left) the oldest ordinary comparison. Its row is locked
-    ``FOR UPDATE SKIP LOCKED`` so that concurrent annotators take different comparisons without
-    waiting, and marked (``_lease_mark_sql``) so that none takes it on a stale count; the sides'
-    order is drawn per lease. Data-modifying
-    ``WITH`` parts run to completion whether or not the final SELECT reads them; ``leased`` joins
-    ``released`` so that the old lease is gone before the new one is inserted, as the
-    one-open-assignment-per-annotator constraint requires. Parameters: ``annotator``, ``campaign``,
-    ``gold``, ``now``, ``expires``. The columns are ``Card``'s, in order.
-    """
-    q = connection.ops.quote_name
-    assignment, comparison = q(Assignment._meta.db_table), q(Comparison._meta.db_table)
-    prompt, completion = q(Prompt._meta.db_table), q(Completion._meta.db_table)
+def _gold_ctes() -> str:
+    """The gold pick of ``_next_sql``: the first gold item the annotator has not seen at or after a random start,
+    else the first before it (parameter ``campaign``)."""
+    comparison = connection.ops.quote_name(Comparison._meta.db_table)
     return f"""
-        WITH own AS (
-          {_own_open_sql(True)}
-        ), own_open AS (
-          SELECT own.id FROM own JOIN {comparison} c ON c.id = own.comparison_id
-          WHERE own.expires_at > %(now)s AND c.judgement_count < c.target_judgements
-            AND c.campaign_id = %(campaign)s
-        ), renewed AS (
-          UPDATE {assignment} a SET expires_at = %(expires)s FROM own_open WHERE a.id = own_open.id
-          RETURNING a.id, a.comparison_id, a.left_id, a.right_id, a.expires_at
-        ), released AS (
-          DELETE FROM {assignment} a USING own
-          WHERE a.id = own.id AND NOT EXISTS (SELECT 1 FROM own_open)
-          RETURNING a.id
         ), gold_span AS (
           SELECT min(c.id) AS low, max(c.id) AS high FROM {comparison} c
-          WHERE %(gold)s AND NOT EXISTS (SELECT 1 FROM own_open) AND {_kind_where(True)}
+          WHERE NOT EXISTS (SELECT 1 FROM own_open) AND {_kind_where(True)}
         ), gold_start AS (
           SELECT low + floor(random() * (high - low + 1))::bigint AS id FROM gold_span
         ), gold_from AS (
@@ -218,15 +191,55 @@ def _next_sql() -> str:
           ORDER BY c.id LIMIT 1
           FOR UPDATE OF c SKIP LOCKED
         ), gold AS (
-          SELECT * FROM gold_from UNION ALL SELECT * FROM gold_before
+          SELECT * FROM gold_from UNION ALL SELECT * FROM gold_before"""  # noqa: S608
+
+
+@functools.cache
+def _next_sql(gold: bool) -> str:
+    """``lease_take`` as one PostgreSQL statement, returning the card's row or nothing.
+
+    Renews the annotator's own open lease while it is live and in the campaign (it holds its
+    slot), or releases it and leases the oldest candidate: a gold item the annotator has not seen
+    when ``gold`` is drawn (the first at or after a random start, else the first before it), else
+    (or when none is left) the oldest ordinary comparison. Its row is locked
+    ``FOR UPDATE SKIP LOCKED`` so that concurrent annotators take different comparisons without
+    waiting, and marked (``_lease_mark_sql``) so that none takes it on a stale count; the sides'
+    order is drawn per lease. Without ``gold`` the statement has no gold part at all: PostgreSQL
+    plans every statement afresh, and the gold part would double the planning of the usual card.
+    Data-modifying ``WITH`` parts run to completion whether or not the final SELECT reads them; ``leased`` joins
+    ``released`` so that the old lease is gone before the new one is inserted, as the
+    one-open-assignment-per-annotator constraint requires. Parameters: ``annotator``, ``campaign``,
+    ``now``, ``expires``. The columns are ``Card``'s, in order.
+    """
+    q = connection.ops.quote_name
+    assignment, comparison = q(Assignment._meta.db_table), q(Comparison._meta.db_table)
+    prompt, completion = q(Prompt._meta.db_table), q(Completion._meta.db_table)
+    gold_part = _gold_ctes() if gold else ""
+    not_gold = "AND NOT EXISTS (SELECT 1 FROM gold)" if gold else ""
+    picked = "SELECT * FROM gold UNION ALL SELECT * FROM ordinary" if gold else "SELECT * FROM ordinary"
+    return f"""
+        WITH own AS (
+          {_own_open_sql(True)}
+        ), own_open AS (
+          SELECT own.id FROM own JOIN {comparison} c ON c.id = own.comparison_id
+          WHERE own.expires_at > %(now)s AND c.judgement_count < c.target_judgements
+            AND c.campaign_id = %(campaign)s
+        ), renewed AS (
+          UPDATE {assignment} a SET expires_at = %(expires)s FROM own_open WHERE a.id = own_open.id
+          RETURNING a.id, a.comparison_id, a.left_id, a.right_id, a.expires_at
+        ), released AS (
+          DELETE FROM {assignment} a USING own
+          WHERE a.id = own.id AND NOT EXISTS (SELECT 1 FROM own_open)
+          RETURNING a.id
+        {gold_part}
         ), ordinary AS (
           SELECT c.id, c.completion_a_id AS a, c.completion_b_id AS b FROM {comparison} c
-          WHERE NOT EXISTS (SELECT 1 FROM own_open) AND NOT EXISTS (SELECT 1 FROM gold)
+          WHERE NOT EXISTS (SELECT 1 FROM own_open) {not_gold}
             AND {_kind_where(False)} AND {_candidate_where()} {_unchanged_since_read()}
           ORDER BY c.id LIMIT 1
           FOR UPDATE OF c SKIP LOCKED
         ), candidate AS (
-          SELECT id, a, b, random() < 0.5 AS flip FROM (SELECT * FROM gold UNION ALL SELECT * FROM ordinary) picked
+          SELECT id, a, b, random() < 0.5 AS flip FROM ({picked}) n
         ), leased AS (
           INSERT INTO {assignment} (comparison_id, annotator_id, left_id, right_id, created_at, expires_at)
           SELECT n.id, %(annotator)s, CASE WHEN n.flip THEN n.b ELSE n.a END, CASE WHEN n.flip THEN n.a ELSE n.b END,
@@ -318,12 +331,11 @@ def _lease_take_statement(annotator: User, campaign_id: int, gold: bool) -> Card
     params: dict[str, Any] = {
         "annotator": annotator.pk,
         "campaign": campaign_id,
-        "gold": gold,
         "now": now,
         "expires": now + timedelta(seconds=settings.DUET_LEASE_SECONDS),
     }
     with _shared.statement_guard(), connection.cursor() as cursor:
-        cursor.execute(_next_sql(), params)
+        cursor.execute(_next_sql(gold), params)
         row = cursor.fetchone()
     return None if row is None else _card(row)
 
