@@ -375,9 +375,9 @@ def _candidate_orm(annotator: User, campaign_id: int, gold: bool, now: datetime)
     if gold:
         with connection.cursor() as cursor:
             cursor.execute(_gold_span_sql(), params)
-            low, high = cursor.fetchone() or (None, None)
-        if low is not None:
-            params["start"] = random.randint(low, high)
+            span = cursor.fetchone()
+        if span is not None and span[0] is not None:
+            params["start"] = random.randint(span[0], span[1])
             picks[:0] = [(True, "from"), (True, "before")]
     for kind, start in picks:
         comparison = next(iter(Comparison.objects.raw(_candidate_sql(skip_locked, kind, start), params)), None)
