@@ -77,9 +77,26 @@ class ErrorOut(Schema):
     detail: str
 
 
-@router.get("/comparisons/next", response={200: ComparisonOut, 204: None})
-def comparison_next(request: HttpRequest) -> Any:
-    card = services.assignment_next(annotator=request.user)  # type: ignore[arg-type]
+class RefusedOut(Schema):
+    detail: str
+    reason: Literal["paused", "closed", "forbidden", "flagged"]
+
+
+@router.get("/comparisons/next", response={200: ComparisonOut, 204: None, 403: RefusedOut, 404: ErrorOut})
+def comparison_next(request: HttpRequest, campaign: str | None = None) -> Any:
+    """Your next card in ``campaign`` (a slug; the default campaign when left out), leased to you.
+
+    204 when nothing is left for you; 403 with the ``reason`` when the campaign serves you no cards
+    (paused, closed, forbidden, or flagged); 404 for an unknown slug. Judge it with ``POST /judgements``:
+    the lease decides its campaign.
+    """
+    try:
+        chosen = services.campaign_resolve(slug=campaign)
+        card = services.lease_take(annotator=request.user, campaign=chosen)  # type: ignore[arg-type]
+    except services.CampaignNotFound as exc:
+        return 404, {"detail": str(exc)}
+    except services.QueueRefused as refusal:
+        return 403, {"detail": refusal.message, "reason": refusal.reason}
     if card is None:
         return 204, None
     return 200, {

@@ -15,6 +15,7 @@ from typing import Any
 from django.contrib import messages
 from django.http import FileResponse, Http404, HttpResponse, HttpResponseBase
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from annotate import selectors, services
@@ -22,7 +23,7 @@ from annotate.charts import bar_chart
 from annotate.formats import ImportFileError
 from annotate.forms import ExportForm, ImportForm, JudgementForm, SkipForm
 from annotate.limits import REASON_MAX_CHARS
-from annotate.models import Judgement
+from annotate.models import Campaign, Judgement
 from config.auth import AuthedRequest, staff_required
 from config.queues import QueueUnavailable
 
@@ -39,20 +40,37 @@ _MESSAGE_LEVELS = {
 }
 
 
+def _campaign(slug: str | None) -> Campaign:
+    """The campaign a page or form names (the default one when none is named); an unknown slug is a 404."""
+    try:
+        return services.campaign_resolve(slug=slug)
+    except services.CampaignNotFound as exc:
+        raise Http404(str(exc)) from exc
+
+
+def _campaign_url(campaign: Campaign) -> str:
+    return reverse("annotate:campaign", kwargs={"slug": campaign.slug})
+
+
 def _card_context(
     request: AuthedRequest,
+    campaign: Campaign,
     *,
     message: str = "",
     level: str = "info",
     initial: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Lease the annotator's next comparison and gather what its card shows."""
-    card = services.assignment_next(annotator=request.user)
+    """Lease the annotator's next comparison in ``campaign`` and gather what its card shows.
+
+    A ``QueueRefused`` from the campaign's rules propagates: the caller renders the refusal.
+    """
+    card = services.lease_take(annotator=request.user, campaign=campaign)
     shown = initial if card is not None and initial and initial.get("comparison_id") == card.comparison_id else {}
     return {
         "card": card,
-        "progress": selectors.annotator_progress(annotator=request.user),
-        "can_undo": selectors.last_judgement(annotator=request.user) is not None,
+        "campaign": campaign,
+        "progress": selectors.annotator_progress(annotator=request.user, campaign=campaign),
+        "can_undo": selectors.last_judgement(annotator=request.user, campaign=campaign) is not None,
         "strengths": Judgement.Strength.choices,
         "reason_max_chars": REASON_MAX_CHARS,
         "chosen": shown.get("choice", ""),
@@ -63,8 +81,17 @@ def _card_context(
     }
 
 
+def _refused(request: AuthedRequest, campaign: Campaign, refusal: services.QueueRefused) -> HttpResponse:
+    """The page that says why the campaign serves this annotator no card; an htmx action reloads into it."""
+    if request.htmx:
+        return HttpResponse(status=200, headers={"HX-Redirect": _campaign_url(campaign)})
+    context = {"campaign": campaign, "reason": refusal.reason, "message": refusal.message}
+    return render(request, "annotate/refused.html", context, status=403)
+
+
 def _after_action(
     request: AuthedRequest,
+    campaign: Campaign,
     *,
     message: str,
     level: str,
@@ -73,8 +100,11 @@ def _after_action(
 ) -> HttpResponse:
     if not request.htmx:
         messages.add_message(request, _MESSAGE_LEVELS[level], message)
-        return redirect("annotate:page")
-    context = _card_context(request, message=message, level=level, initial=initial)
+        return redirect(_campaign_url(campaign))
+    try:
+        context = _card_context(request, campaign, message=message, level=level, initial=initial)
+    except services.QueueRefused as refusal:
+        return _refused(request, campaign, refusal)
     return render(request, "annotate/_card.html", context, status=status)
 
 
@@ -84,18 +114,57 @@ def _form_problem(form: JudgementForm | SkipForm) -> str:
 
 @require_GET
 def annotate_page(request: AuthedRequest) -> HttpResponse:
+    """The annotator's home: the list of campaigns when more than one is open to them, else the default one's cards."""
+    if len(selectors.campaigns_open_to(annotator=request.user)) > 1:
+        return redirect("annotate:campaigns")
+    return campaign_page(request, slug=None)
+
+
+@require_GET
+def campaign_page(request: AuthedRequest, slug: str | None) -> HttpResponse:
+    """A campaign's keyboard flow; its guidelines first on the annotator's first visit."""
+    campaign = _campaign(slug)
+    try:
+        services.queue_check(annotator=request.user, campaign=campaign)
+    except services.QueueRefused as refusal:
+        return _refused(request, campaign, refusal)
+    if not selectors.guidelines_seen(annotator=request.user, campaign=campaign):
+        return render(request, "annotate/guidelines.html", {"campaign": campaign})
     message = ""
     level = "info"
     for flash in messages.get_messages(request):
         message, level = str(flash), flash.level_tag or "info"
-    return render(request, "annotate/page.html", _card_context(request, message=message, level=level))
+    try:
+        context = _card_context(request, campaign, message=message, level=level)
+    except services.QueueRefused as refusal:
+        return _refused(request, campaign, refusal)
+    return render(request, "annotate/page.html", context)
+
+
+@require_POST
+def guidelines_seen(request: AuthedRequest, slug: str) -> HttpResponse:
+    """The annotator has read the guidelines: on to the cards."""
+    campaign = _campaign(slug)
+    services.guidelines_mark_seen(annotator=request.user, campaign=campaign)
+    return redirect(_campaign_url(campaign))
+
+
+@require_GET
+def campaigns_page(request: AuthedRequest) -> HttpResponse:
+    """The campaigns open to the annotator, with their judgements and what is left in each."""
+    rows = [
+        selectors.campaign_progress(annotator=request.user, campaign=campaign)
+        for campaign in selectors.campaigns_open_to(annotator=request.user)
+    ]
+    return render(request, "annotate/campaigns.html", {"rows": rows})
 
 
 @require_POST
 def judge(request: AuthedRequest) -> HttpResponse:
     form = JudgementForm(request.POST)
+    campaign = _campaign(request.POST.get("campaign"))
     if not form.is_valid():
-        return _after_action(request, message=f"Not saved: {_form_problem(form)}", level="error", status=422)
+        return _after_action(request, campaign, message=f"Not saved: {_form_problem(form)}", level="error", status=422)
     data = form.cleaned_data
     try:
         judgement = services.judgement_record(
@@ -108,32 +177,36 @@ def judge(request: AuthedRequest) -> HttpResponse:
             reason=data["reason"],
         )
     except services.JudgementConflict as exc:
-        return _after_action(request, message=f"Not saved: {exc}. Here is the next one.", level="warning", status=409)
+        message = f"Not saved: {exc}. Here is the next one."
+        return _after_action(request, campaign, message=message, level="warning", status=409)
     except services.JudgementInvalid as exc:
-        return _after_action(request, message=f"Not saved: {exc}.", level="error", status=422, initial=data)
+        return _after_action(request, campaign, message=f"Not saved: {exc}.", level="error", status=422, initial=data)
     saved = judgement.get_choice_display()
     if judgement.strength:
         saved = f"{saved} ({judgement.get_strength_display().lower()})"
-    return _after_action(request, message=f"Saved: {saved}. Press U to undo.", level="success")
+    return _after_action(request, campaign, message=f"Saved: {saved}. Press U to undo.", level="success")
 
 
 @require_POST
 def skip(request: AuthedRequest) -> HttpResponse:
     form = SkipForm(request.POST)
+    campaign = _campaign(request.POST.get("campaign"))
     if not form.is_valid():
-        return _after_action(request, message=f"Not skipped: {_form_problem(form)}", level="error", status=422)
+        message = f"Not skipped: {_form_problem(form)}"
+        return _after_action(request, campaign, message=message, level="error", status=422)
     services.assignment_skip(annotator=request.user, comparison_id=form.cleaned_data["comparison_id"])
-    return _after_action(request, message="Skipped; you will not see that one again.", level="info")
+    return _after_action(request, campaign, message="Skipped; you will not see that one again.", level="info")
 
 
 @require_POST
 def undo(request: AuthedRequest) -> HttpResponse:
+    campaign = _campaign(request.POST.get("campaign"))
     try:
-        undone = services.judgement_undo_last(annotator=request.user)
+        undone = services.judgement_undo_last(annotator=request.user, campaign=campaign)
     except services.JudgementConflict as exc:
-        return _after_action(request, message=f"Not undone: {exc}.", level="warning", status=409)
+        return _after_action(request, campaign, message=f"Not undone: {exc}.", level="warning", status=409)
     if undone is None:
-        return _after_action(request, message="Nothing to undo.", level="info")
+        return _after_action(request, campaign, message="Nothing to undo.", level="info")
     initial = {
         "comparison_id": undone.comparison_id,
         "choice": undone.choice,
@@ -142,6 +215,7 @@ def undo(request: AuthedRequest) -> HttpResponse:
     }
     return _after_action(
         request,
+        campaign,
         message="Took back your last judgement: here it is again, as you had answered it.",
         level="info",
         initial=initial,

@@ -1,6 +1,6 @@
 """The annotate app's models: the judging data (``core``) and campaigns (``campaigns``)."""
 
-from annotate.models.campaigns import AnnotatorFlag, Campaign, CampaignAccess, CampaignStatus
+from annotate.models.campaigns import AnnotatorFlag, Campaign, CampaignAccess, CampaignStatus, GuidelinesSeen
 from annotate.models.core import (
     TOKEN_PREFIX_CHARS,
     ApiToken,
@@ -33,6 +33,7 @@ __all__ = [
     "Comparison",
     "Completion",
     "ExportJob",
+    "GuidelinesSeen",
     "Judgement",
     "LoginFailure",
     "Outcome",

@@ -113,3 +113,19 @@ class AnnotatorFlag(models.Model):
 
     def __str__(self) -> str:
         return f"Flag {self.pk}: annotator {self.annotator_id} in campaign {self.campaign_id}"
+
+
+class GuidelinesSeen(models.Model):
+    """An annotator has been shown a campaign's guidelines: later visits go straight to the cards."""
+
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="+")
+    seen_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["annotator", "campaign"], name="guidelines_seen_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Guidelines of campaign {self.campaign_id} seen by user {self.annotator_id}"

@@ -121,12 +121,19 @@ class Comparison(models.Model):
 
     class Meta:
         ordering = ["id"]
+        # The queue's two picks (``annotate.services.queue``), each reading one campaign's items of
+        # one kind in id order: open ordinary comparisons, and gold items (open to everyone, once).
         indexes = [
             models.Index(
-                fields=["id"],
+                fields=["campaign", "id"],
                 name="comparison_open_idx",
-                condition=Q(judgement_count__lt=models.F("target_judgements")),
-            )
+                condition=Q(judgement_count__lt=models.F("target_judgements"), gold_outcome=""),
+            ),
+            models.Index(
+                fields=["campaign", "id"],
+                name="comparison_gold_idx",
+                condition=~Q(gold_outcome=""),
+            ),
         ]
         constraints = [
             # The same pair may be asked in two campaigns (another question, other people), once in each.

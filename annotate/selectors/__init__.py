@@ -4,8 +4,8 @@
 - ``decisions``: the one place a ``JudgementFilter`` applies, and how judgements become preference rows.
 - ``stats``: counts, pairwise agreement, Krippendorff's alpha, each annotator's reliability.
 - ``adjudication``: comparisons whose votes split.
+- ``campaigns``: the campaigns a person may see or work on, their progress in each, guidelines seen.
 - ``gold``: gold accuracy per annotator, and who is flagged.
-- ``campaign_list``: which campaigns a person may see.
 - ``campaign_stats``: one campaign's alpha, annotator table (with gold accuracy and flags) and throughput.
 - ``accounts``: API tokens, the audit log, the login throttle.
 
@@ -24,7 +24,6 @@ from annotate.selectors.adjudication import (
     comparisons_split,
     split_cases,
 )
-from annotate.selectors.campaign_list import campaigns_visible
 from annotate.selectors.campaign_stats import (
     CAMPAIGN_CSV_HEADER,
     CAMPAIGN_DEFAULT_SORT,
@@ -33,6 +32,13 @@ from annotate.selectors.campaign_stats import (
     Throughput,
     campaign_stats,
     campaign_throughput,
+)
+from annotate.selectors.campaigns import (
+    CampaignProgress,
+    campaign_progress,
+    campaigns_open_to,
+    campaigns_visible,
+    guidelines_seen,
 )
 from annotate.selectors.decisions import (
     EXPORT_CHUNK,
@@ -76,6 +82,7 @@ __all__ = [
     "AnnotationStats",
     "AnnotatorStats",
     "CampaignAnnotator",
+    "CampaignProgress",
     "CampaignStats",
     "Decision",
     "ExportTally",
@@ -90,8 +97,10 @@ __all__ = [
     "annotator_reliability",
     "api_tokens_of",
     "audit_entries",
+    "campaign_progress",
     "campaign_stats",
     "campaign_throughput",
+    "campaigns_open_to",
     "campaigns_visible",
     "comparisons_split",
     "decide",
@@ -100,6 +109,7 @@ __all__ = [
     "flagged_annotator_ids",
     "gold_judgements",
     "gold_scores",
+    "guidelines_seen",
     "judgements_matching",
     "last_judgement",
     "login_retry_after",

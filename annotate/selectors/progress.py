@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from annotate.models import (
     Assignment,
+    Campaign,
     Comparison,
     Judgement,
     Prompt,
@@ -23,21 +24,25 @@ class Progress:
     remaining: int
 
 
-def annotator_progress(*, annotator: User) -> Progress:
+def annotator_progress(*, annotator: User, campaign: Campaign | None = None) -> Progress:
     """What the annotator has done, and how many judgements the open comparisons still want.
 
-    ``remaining`` counts open slots over comparisons this annotator has not seen: an upper bound
-    on what is left for them, since others may take some of those slots first.
+    Within ``campaign`` when one is given, else over every campaign. ``remaining`` counts open
+    slots over ordinary comparisons this annotator has not seen: an upper bound on what is left
+    for them, since others may take some of those slots first. Gold items are left out: each
+    wants a judgement from everyone, and they are served only beside ordinary cards.
     """
     start_of_day = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
-    mine = Judgement.objects.filter(annotator=annotator)
+    scope = {} if campaign is None else {"comparison__campaign": campaign}
+    mine = Judgement.objects.filter(annotator=annotator, **scope)
     seen = Assignment.objects.filter(annotator=annotator).values("comparison_id")
-    remaining = (
-        Comparison.objects.filter(judgement_count__lt=F("target_judgements"))
-        .exclude(id__in=seen)
-        .aggregate(n=Sum(F("target_judgements") - F("judgement_count")))["n"]
-    )
-    open_own = Assignment.objects.filter(annotator=annotator, judged_at__isnull=True, skipped_at__isnull=True).count()
+    ordinary = Comparison.objects.filter(judgement_count__lt=F("target_judgements"), gold_outcome="")
+    if campaign is not None:
+        ordinary = ordinary.filter(campaign=campaign)
+    remaining = ordinary.exclude(id__in=seen).aggregate(n=Sum(F("target_judgements") - F("judgement_count")))["n"]
+    open_own = Assignment.objects.filter(
+        annotator=annotator, judged_at__isnull=True, skipped_at__isnull=True, **scope
+    ).count()
     return Progress(
         judged_today=mine.filter(created_at__gte=start_of_day).count(),
         judged_total=mine.count(),
@@ -45,9 +50,10 @@ def annotator_progress(*, annotator: User) -> Progress:
     )
 
 
-def last_judgement(*, annotator: User) -> Judgement | None:
-    return Judgement.objects.filter(annotator=annotator).order_by("-id").first()
-
+def last_judgement(*, annotator: User, campaign: Campaign | None = None) -> Judgement | None:
+    """The annotator's latest judgement, in ``campaign`` when one is given."""
+    scope = {} if campaign is None else {"comparison__campaign": campaign}
+    return Judgement.objects.filter(annotator=annotator, **scope).order_by("-id").first()
 
 
 def prompts_tagged(*, tag: str, limit: int | None = None) -> list[Prompt]:

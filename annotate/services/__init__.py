@@ -14,6 +14,7 @@ from annotate.services.campaigns import (
     campaign_prompts_add,
     campaign_resolve,
     campaign_update,
+    guidelines_mark_seen,
 )
 from annotate.services.completions import NewCompletion, comparisons_create, completions_add
 from annotate.services.export import EXPORT_FORMATS, ExportResult, export_download, export_preferences
@@ -33,6 +34,7 @@ from annotate.services.judging import (
 )
 from annotate.services.logins import login_failure_record, login_failures_clear
 from annotate.services.queue import Card, CardSide, assignment_next, assignment_skip, lease_take
+from annotate.services.queue_rules import QueueRefused, queue_check
 from annotate.services.users import IssuedToken, annotator_create, api_token_create, api_token_revoke, api_token_rotate
 
 __all__ = [
@@ -51,6 +53,7 @@ __all__ = [
     "JudgementConflict",
     "JudgementInvalid",
     "NewCompletion",
+    "QueueRefused",
     "VoteSaved",
     "annotator_create",
     "annotator_flag_check",
@@ -76,6 +79,7 @@ __all__ = [
     "export_job_start",
     "export_job_start_if_large",
     "export_preferences",
+    "guidelines_mark_seen",
     "judgement_record",
     "judgement_record_scripted",
     "judgement_undo_last",
@@ -85,5 +89,6 @@ __all__ = [
     "login_failures_clear",
     "pairs_import",
     "prompts_import",
+    "queue_check",
     "vote_insert",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.core.exceptions import PermissionDenied
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 
 from annotate.limits import (
     CAMPAIGN_NAME_MAX_CHARS,
@@ -20,7 +21,7 @@ from annotate.limits import (
     RUSHED_SECONDS_MAX,
     TARGET_JUDGEMENTS_MAX,
 )
-from annotate.models import AuditAction, Campaign, CampaignAccess, CampaignStatus
+from annotate.models import AuditAction, Campaign, CampaignAccess, CampaignStatus, GuidelinesSeen
 from annotate.services.audit import audit_record
 
 
@@ -28,9 +29,22 @@ class CampaignNotFound(ValueError):
     """A campaign slug that names no campaign; the message names it."""
 
 
+@functools.cache
+def _by_slug_sql() -> str:
+    return f"SELECT * FROM {connection.ops.quote_name(Campaign._meta.db_table)} WHERE slug = %s"  # noqa: S608
+
+
+def _campaign_by_slug(slug: str) -> Campaign | None:
+    """The campaign of ``slug``, or None. Raw SQL: every card served looks its campaign up, and building the
+    ORM's query cost several times the lookup itself (``bench.annotate_load``)."""
+    return next(iter(Campaign.objects.raw(_by_slug_sql(), [slug])), None)
+
+
 def campaign_default() -> Campaign:
     """The default campaign, created on first use (a fresh or flushed database may lack it)."""
-    campaign, _ = Campaign.objects.get_or_create(slug=DEFAULT_CAMPAIGN_SLUG, defaults={"name": "Default"})
+    campaign = _campaign_by_slug(DEFAULT_CAMPAIGN_SLUG)
+    if campaign is None:
+        campaign, _ = Campaign.objects.get_or_create(slug=DEFAULT_CAMPAIGN_SLUG, defaults={"name": "Default"})
     return campaign
 
 
@@ -38,11 +52,16 @@ def campaign_resolve(*, slug: str | None) -> Campaign:
     """The campaign a write targets: the one named by ``slug``, or the default one when none is named."""
     if not slug:
         return campaign_default()
-    campaign = Campaign.objects.filter(slug=slug).first()
+    campaign = _campaign_by_slug(slug)
     if campaign is None:
         known = ", ".join(Campaign.objects.values_list("slug", flat=True)[:20]) or "none"
         raise CampaignNotFound(f"no campaign with slug {slug!r} (known: {known})")
     return campaign
+
+
+def guidelines_mark_seen(*, annotator: User, campaign: Campaign) -> None:
+    """Remember that the annotator has been shown the campaign's guidelines; marking twice keeps the first time."""
+    GuidelinesSeen.objects.get_or_create(annotator=annotator, campaign=campaign)
 
 
 def campaign_prompts_add(*, campaign: Campaign, prompt_ids: list[int]) -> None:

@@ -282,24 +282,28 @@ def _vote_insert_statement(judgement: Judgement, annotator: User) -> VoteSaved |
     return VoteSaved(gold=bool(row[1]))
 
 
-def judgement_undo_last(*, annotator: User) -> Judgement | None:
-    """Take back this annotator's latest judgement, once; its comparison comes back to them as their lease.
+def judgement_undo_last(*, annotator: User, campaign: Campaign | None = None) -> Judgement | None:
+    """Take back the annotator's latest judgement in ``campaign``, once; its comparison comes back as their lease.
 
-    ``None`` when there is nothing to take back: no judgement, or the latest one came before the
-    last undo (so a retried undo never takes back a second vote). A judgement a finished training
-    run trained on stays: a ``JudgementConflict``. The undone comparison becomes the annotator's
-    one open lease (any other is released), holding the slot the vote held, so an undo never adds
-    to the leases anyone holds. The returned instance keeps the removed row's id.
+    ``campaign`` ``None`` means their latest judgement in any campaign (the API's undo). ``None``
+    when there is nothing to take back: no judgement, or the latest one came before the last
+    undo in that scope (so a retried undo never takes back a second vote). A judgement a finished
+    training run trained on stays: a ``JudgementConflict``. The undone comparison becomes the
+    annotator's one open lease (any other is released), holding the slot the vote held, so an
+    undo never adds to the leases anyone holds. The returned instance keeps the removed row's id.
 
     Locks the judgement's row, so that two undos at once remove it, and free its slot, once.
     """
     now = timezone.now()
+    scope = {} if campaign is None else {"comparison__campaign": campaign}
     with transaction.atomic():
-        last = Judgement.objects.select_for_update().filter(annotator=annotator).order_by("-id").first()
+        # Only the judgement's row: the campaign's join must not lock the comparison the lease paths lock.
+        locked = Judgement.objects.select_for_update(of=("self",)).filter(annotator=annotator, **scope)
+        last = locked.order_by("-id").first()
         if last is None:
             return None
         mine = Assignment.objects.filter(annotator=annotator)
-        if mine.filter(undone_at__gte=last.created_at).exists():
+        if mine.filter(undone_at__gte=last.created_at, **scope).exists():
             return None
         if last.trained_at is not None:
             raise JudgementConflict("a finished training run trained on your last judgement, so it stays")

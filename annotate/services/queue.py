@@ -21,8 +21,9 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from annotate import formats
-from annotate.models import Assignment, Comparison, Completion, Prompt
-from annotate.services import _shared
+from annotate.models import Assignment, Campaign, Comparison, Completion, Prompt
+from annotate.services import _shared, queue_rules
+from annotate.services.campaigns import campaign_default
 
 # Two requests of one annotator can race to lease (see ``lease_take``); the loser's retry usually
 # finds the winner's lease as its own. It loses again only if the other request judged that lease
@@ -31,6 +32,9 @@ from annotate.services import _shared
 # which breaks the lockstep.
 _LEASE_ATTEMPTS = 8
 _LEASE_BACKOFF_SECONDS = 0.005
+
+# Draws whether a card is a gold item; a test may swap in a seeded ``random.Random``.
+gold_random = random.Random()
 
 
 @dataclass(frozen=True)
@@ -115,16 +119,42 @@ def _lease_mark_sql() -> str:
     return f"UPDATE {comparison} SET judgement_count = judgement_count WHERE id = %(comparison)s"  # noqa: S608
 
 
+def _kind_where(gold: bool) -> str:
+    """Condition on comparison ``c``: in the campaign (parameter ``campaign``), and a gold item or an ordinary one.
+
+    Written as the partial indexes' conditions are (``Comparison.Meta.indexes``), so that each
+    kind's pick reads its own index in id order.
+    """
+    kind = "c.gold_outcome <> ''" if gold else "c.gold_outcome = ''"
+    return f"c.campaign_id = %(campaign)s AND {kind}"
+
+
+# Where a pick starts: from the first id (ordinary comparisons, oldest first), or, for a gold item,
+# at or after a random start id and else before it. Every annotator wants every gold item once, so
+# starting all of them at the oldest one would have them queue on the same few rows.
+_RANGES = {"all": "", "from": "AND c.id >= %(start)s", "before": "AND c.id < %(start)s"}
+
+
 @functools.cache
-def _candidate_sql(skip_locked: bool) -> str:
-    """The oldest comparison ``_candidate_where`` admits, for the portable path.
+def _candidate_sql(skip_locked: bool, gold: bool, start: str = "all") -> str:
+    """The first comparison of the kind ``_candidate_where`` admits in the range ``start`` names, for the portable path.
 
     SQL because the ORM spent several times more CPU building this query (two correlated
     subqueries) than the database spent running it.
     """
     comparison = connection.ops.quote_name(Comparison._meta.db_table)
-    sql = f"SELECT c.* FROM {comparison} c WHERE {_candidate_where()} {_unchanged_since_read()} ORDER BY c.id LIMIT 1"  # noqa: S608
+    sql = f"""
+        SELECT c.* FROM {comparison} c
+        WHERE {_kind_where(gold)} {_RANGES[start]} AND {_candidate_where()} {_unchanged_since_read()}
+        ORDER BY c.id LIMIT 1"""  # noqa: S608
     return f"{sql} FOR UPDATE OF c SKIP LOCKED" if skip_locked else sql
+
+
+@functools.cache
+def _gold_span_sql() -> str:
+    """The lowest and highest id of the campaign's gold items (parameter ``campaign``): two index endpoints."""
+    comparison = connection.ops.quote_name(Comparison._meta.db_table)
+    return f"SELECT min(c.id), max(c.id) FROM {comparison} c WHERE {_kind_where(True)}"  # noqa: S608
 
 
 @functools.cache
@@ -138,27 +168,62 @@ def _own_open_sql(lock: bool) -> str:
 
 
 @functools.cache
-def _next_sql() -> str:
+def _gold_ctes() -> str:
+    """The gold pick of ``_next_sql``: the first gold item the annotator has not seen at or after a random start,
+    else the first before it (parameter ``campaign``)."""
+    comparison = connection.ops.quote_name(Comparison._meta.db_table)
+    return f"""
+        ), gold_span AS (
+          SELECT min(c.id) AS low, max(c.id) AS high FROM {comparison} c
+          WHERE NOT EXISTS (SELECT 1 FROM own_open) AND {_kind_where(True)}
+        ), gold_start AS (
+          SELECT low + floor(random() * (high - low + 1))::bigint AS id FROM gold_span
+        ), gold_from AS (
+          SELECT c.id, c.completion_a_id AS a, c.completion_b_id AS b FROM {comparison} c
+          WHERE c.id >= (SELECT id FROM gold_start)
+            AND {_kind_where(True)} AND {_candidate_where()} {_unchanged_since_read()}
+          ORDER BY c.id LIMIT 1
+          FOR UPDATE OF c SKIP LOCKED
+        ), gold_before AS (
+          SELECT c.id, c.completion_a_id AS a, c.completion_b_id AS b FROM {comparison} c
+          WHERE NOT EXISTS (SELECT 1 FROM gold_from) AND c.id < (SELECT id FROM gold_start)
+            AND {_kind_where(True)} AND {_candidate_where()} {_unchanged_since_read()}
+          ORDER BY c.id LIMIT 1
+          FOR UPDATE OF c SKIP LOCKED
+        ), gold AS (
+          SELECT * FROM gold_from UNION ALL SELECT * FROM gold_before"""  # noqa: S608
+
+
+@functools.cache
+def _next_sql(gold: bool) -> str:
     """``lease_take`` as one PostgreSQL statement, returning the card's row or nothing.
 
-    Renews the annotator's own open lease while it is live (it holds its slot), or releases it
-    and leases the oldest candidate, its row locked ``FOR UPDATE SKIP LOCKED`` so that concurrent
-    annotators take different comparisons without waiting, and marked (``_lease_mark_sql``) so
-    that none takes it on a stale count; the sides' order is drawn per lease. Data-modifying
-    ``WITH`` parts run to completion whether or not the final SELECT reads them; ``leased`` joins
+    Renews the annotator's own open lease while it is live and in the campaign (it holds its
+    slot), or releases it and leases the oldest candidate: a gold item the annotator has not seen
+    when ``gold`` is drawn (the first at or after a random start, else the first before it), else
+    (or when none is left) the oldest ordinary comparison. Its row is locked
+    ``FOR UPDATE SKIP LOCKED`` so that concurrent annotators take different comparisons without
+    waiting, and marked (``_lease_mark_sql``) so that none takes it on a stale count; the sides'
+    order is drawn per lease. Without ``gold`` the statement has no gold part at all: PostgreSQL
+    plans every statement afresh, and the gold part would double the planning of the usual card.
+    Data-modifying ``WITH`` parts run to completion whether or not the final SELECT reads them; ``leased`` joins
     ``released`` so that the old lease is gone before the new one is inserted, as the
-    one-open-assignment-per-annotator constraint requires. Parameters: ``annotator``, ``now``,
-    ``expires``. The columns are ``Card``'s, in order.
+    one-open-assignment-per-annotator constraint requires. Parameters: ``annotator``, ``campaign``,
+    ``now``, ``expires``. The columns are ``Card``'s, in order.
     """
     q = connection.ops.quote_name
     assignment, comparison = q(Assignment._meta.db_table), q(Comparison._meta.db_table)
     prompt, completion = q(Prompt._meta.db_table), q(Completion._meta.db_table)
+    gold_part = _gold_ctes() if gold else ""
+    not_gold = "AND NOT EXISTS (SELECT 1 FROM gold)" if gold else ""
+    picked = "SELECT * FROM gold UNION ALL SELECT * FROM ordinary" if gold else "SELECT * FROM ordinary"
     return f"""
         WITH own AS (
           {_own_open_sql(True)}
         ), own_open AS (
           SELECT own.id FROM own JOIN {comparison} c ON c.id = own.comparison_id
           WHERE own.expires_at > %(now)s AND c.judgement_count < c.target_judgements
+            AND c.campaign_id = %(campaign)s
         ), renewed AS (
           UPDATE {assignment} a SET expires_at = %(expires)s FROM own_open WHERE a.id = own_open.id
           RETURNING a.id, a.comparison_id, a.left_id, a.right_id, a.expires_at
@@ -166,12 +231,15 @@ def _next_sql() -> str:
           DELETE FROM {assignment} a USING own
           WHERE a.id = own.id AND NOT EXISTS (SELECT 1 FROM own_open)
           RETURNING a.id
-        ), candidate AS (
-          SELECT c.id, c.completion_a_id AS a, c.completion_b_id AS b, random() < 0.5 AS flip
-          FROM {comparison} c
-          WHERE NOT EXISTS (SELECT 1 FROM own_open) AND {_candidate_where()} {_unchanged_since_read()}
+        {gold_part}
+        ), ordinary AS (
+          SELECT c.id, c.completion_a_id AS a, c.completion_b_id AS b FROM {comparison} c
+          WHERE NOT EXISTS (SELECT 1 FROM own_open) {not_gold}
+            AND {_kind_where(False)} AND {_candidate_where()} {_unchanged_since_read()}
           ORDER BY c.id LIMIT 1
           FOR UPDATE OF c SKIP LOCKED
+        ), candidate AS (
+          SELECT id, a, b, random() < 0.5 AS flip FROM ({picked}) n
         ), leased AS (
           INSERT INTO {assignment} (comparison_id, annotator_id, left_id, right_id, created_at, expires_at)
           SELECT n.id, %(annotator)s, CASE WHEN n.flip THEN n.b ELSE n.a END, CASE WHEN n.flip THEN n.a ELSE n.b END,
@@ -221,15 +289,21 @@ def _card(row: tuple[Any, ...]) -> Card:
     )
 
 
-def lease_take(*, annotator: User) -> Card | None:
-    """The comparison this annotator should judge now, leased to them, as its card; or ``None``.
+def lease_take(*, annotator: User, campaign: Campaign | None = None) -> Card | None:
+    """The comparison this annotator should judge now in ``campaign``, leased to them, as its card; or ``None``.
 
-    Their own open assignment comes first while it is live (a reload or an undo shows the same
-    card); an expired one is released, so it holds no slot and may come back later. Otherwise it
-    picks the oldest comparison they have not seen that has a free slot, counting live leases as
-    taken. One SQL statement on PostgreSQL, the ORM elsewhere; the same rules and the same
-    ``Card`` either way. An annotator holds one live lease at most, a comparison k holders at most
-    (judgements and live leases together).
+    ``None`` for the campaign means the default one. The campaign's rules come first
+    (``queue_rules.queue_check``: a ``QueueRefused`` when it is paused or closed, the annotator
+    is not among its people, or they are flagged and it pauses flagged annotators). Their own
+    open assignment in the campaign comes next while it is live (a reload or an undo shows the
+    same card); an expired one, or one in another campaign, is released, so it holds no slot and
+    may come back later. Otherwise, with probability ``campaign.gold_rate``, the oldest gold
+    item of the campaign they have never judged (it looks like any other card), and else, or
+    when none is left, the oldest ordinary comparison of the campaign they have not seen that
+    has a free slot, counting live leases as taken. One SQL statement on PostgreSQL, the ORM
+    elsewhere; the same rules and the same ``Card`` either way. An annotator holds one live
+    lease at most (so at most one per campaign), a comparison k holders at most (judgements and
+    live leases together).
 
     Locks: the annotator's open assignment row, and the candidate comparison row ``FOR UPDATE
     SKIP LOCKED`` where the database has it. Two requests of the same annotator can both pick a
@@ -237,32 +311,36 @@ def lease_take(*, annotator: User) -> Card | None:
     second statement's snapshot predates it); the one-open-assignment-per-annotator constraint
     refuses the second lease, and the retry then finds the first one as the annotator's own.
     """
+    campaign = campaign or campaign_default()
+    queue_rules.queue_check(annotator=annotator, campaign=campaign)
+    gold = campaign.gold_rate > 0 and gold_random.random() < campaign.gold_rate
     take = _lease_take_statement if _shared.single_statement() else _lease_take_orm
     for attempt in range(1, _LEASE_ATTEMPTS):
         try:
-            return take(annotator)
+            return take(annotator, campaign.pk, gold)
         except IntegrityError:
             time.sleep(random.uniform(0, _LEASE_BACKOFF_SECONDS * attempt))
-    return take(annotator)
+    return take(annotator, campaign.pk, gold)
 
 
 assignment_next = lease_take
 
 
-def _lease_take_statement(annotator: User) -> Card | None:
+def _lease_take_statement(annotator: User, campaign_id: int, gold: bool) -> Card | None:
     now = timezone.now()
     params: dict[str, Any] = {
         "annotator": annotator.pk,
+        "campaign": campaign_id,
         "now": now,
         "expires": now + timedelta(seconds=settings.DUET_LEASE_SECONDS),
     }
     with _shared.statement_guard(), connection.cursor() as cursor:
-        cursor.execute(_next_sql(), params)
+        cursor.execute(_next_sql(gold), params)
         row = cursor.fetchone()
     return None if row is None else _card(row)
 
 
-def _lease_take_orm(annotator: User) -> Card | None:
+def _lease_take_orm(annotator: User, campaign_id: int, gold: bool) -> Card | None:
     now = timezone.now()
     lease = timedelta(seconds=settings.DUET_LEASE_SECONDS)
     with transaction.atomic():
@@ -270,14 +348,14 @@ def _lease_take_orm(annotator: User) -> Card | None:
         own = next(iter(Assignment.objects.raw(_own_open_sql(locking), {"annotator": annotator.pk})), None)
         if own is not None:
             # Loads the comparison: one more query, only on a reload or after an undo.
-            if own.expires_at > now and own.comparison.judgement_count < own.comparison.target_judgements:
+            mine = own.comparison
+            live = own.expires_at > now and mine.judgement_count < mine.target_judgements
+            if live and mine.campaign_id == campaign_id:
                 own.expires_at = now + lease
                 own.save(update_fields=["expires_at"])
                 return _card_load(own.pk)
             own.delete()
-        skip_locked = connection.features.has_select_for_update_skip_locked
-        candidates = Comparison.objects.raw(_candidate_sql(skip_locked), {"annotator": annotator.pk, "now": now})
-        comparison = next(iter(candidates), None)
+        comparison = _candidate_orm(annotator, campaign_id, gold, now)
         if comparison is None:
             return None
         a, b = comparison.completion_a_id, comparison.completion_b_id
@@ -287,6 +365,25 @@ def _lease_take_orm(annotator: User) -> Card | None:
         )
         lease_mark(comparison_id=comparison.pk)
     return _card_load(leased.pk)
+
+
+def _candidate_orm(annotator: User, campaign_id: int, gold: bool, now: datetime) -> Comparison | None:
+    """The portable path's pick: a gold item when drawn and one is left (from a random start), else an ordinary one."""
+    skip_locked = connection.features.has_select_for_update_skip_locked
+    params: dict[str, Any] = {"annotator": annotator.pk, "campaign": campaign_id, "now": now}
+    picks: list[tuple[bool, str]] = [(False, "all")]
+    if gold:
+        with connection.cursor() as cursor:
+            cursor.execute(_gold_span_sql(), params)
+            span = cursor.fetchone()
+        if span is not None and span[0] is not None:
+            params["start"] = random.randint(span[0], span[1])
+            picks[:0] = [(True, "from"), (True, "before")]
+    for kind, start in picks:
+        comparison = next(iter(Comparison.objects.raw(_candidate_sql(skip_locked, kind, start), params)), None)
+        if comparison is not None:
+            return comparison
+    return None
 
 
 def lease_mark(*, comparison_id: int) -> None:

@@ -1,6 +1,10 @@
 """Load benchmark of the annotator API: many annotators at once over HTTP, gunicorn on PostgreSQL.
 
     .venv/bin/python -m bench.annotate_load [--annotators 50] [--seconds 20] [--rate 100] [--k 3]
+                                            [--campaign SLUG] [--gold-rate R]
+
+With ``--gold-rate`` the served campaign mixes gold items into the cards at that rate (enough gold
+items are seeded that nobody runs out); ``DUET_BENCH_DB`` names another database than ``duet_bench``.
 
 It creates (or reuses) the PostgreSQL database ``duet_bench`` on 127.0.0.1, migrates it, fills
 it with annotators, API tokens, a history of judged comparisons and open ones, starts gunicorn (``config.wsgi`` with

@@ -44,11 +44,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--history", type=int, default=5000, help="comparisons judged k times before the run (a database in use)"
     )
+    parser.add_argument(
+        "--campaign", default="", help="serve a campaign of this slug (created for the run); default: the default one"
+    )
+    parser.add_argument(
+        "--gold-rate", type=float, default=0.0, help="the campaign's share of gold cards, 0 to 1 (gold items seeded)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed of choices and arrivals")
     parser.add_argument("--keep-db", action="store_true", help=f"keep the {DATABASE} database afterwards")
     args = parser.parse_args(argv)
     if min(args.annotators, args.k, args.workers, args.threads) < 1 or args.seconds <= 0 or args.rate <= 0:
         parser.error("--annotators, --k, --workers, --threads, --seconds and --rate must be positive")
+    if not 0 <= args.gold_rate < 1:
+        parser.error("--gold-rate must be at least 0 and below 1")
     if args.k > args.annotators or args.history < 0:
         parser.error("--k may not exceed --annotators (nobody judges twice), and --history may not be negative")
     if not args.comparisons:
@@ -63,7 +71,8 @@ def setup_line(args: argparse.Namespace, seeding: float, log: Path) -> str:
         f"PostgreSQL {DATABASE} (persistent connections), {os.cpu_count()} CPUs shared with the load generator\n"
         f"{args.annotators} annotators, k={args.k}, {args.comparisons} open comparisons and {args.history} judged "
         f"{args.k} times before the run, seeded in {seeding:.1f} s, "
-        f"{args.seconds:g} s per phase; server log: {log}"
+        f"{args.seconds:g} s per phase; campaign {args.campaign or 'default'}, gold rate {args.gold_rate:g}; "
+        f"server log: {log}"
     )
 
 
@@ -79,7 +88,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         began = time.perf_counter()
         database_prepare()
-        seeded = seed(annotators=args.annotators, comparisons=args.comparisons, history=args.history, k=args.k)
+        seeded = seed(
+            annotators=args.annotators,
+            comparisons=args.comparisons,
+            history=args.history,
+            k=args.k,
+            campaign=args.campaign,
+            gold_rate=args.gold_rate,
+        )
         seeding = time.perf_counter() - began
         log = Path(tempfile.mkstemp(prefix="duet-bench-gunicorn-", suffix=".log")[1])
         server = Gunicorn(port=free_port(), workers=args.workers, threads=args.threads, log=log)

@@ -40,10 +40,10 @@ def connector(limit: int) -> aiohttp.TCPConnector:
 class Annotator:
     """One annotator's client: ``next`` then ``judge`` with a random choice."""
 
-    def __init__(self, *, user_id: int, token: str, url: str, rng: random.Random) -> None:
+    def __init__(self, *, user_id: int, token: str, url: str, rng: random.Random, campaign: str = "") -> None:
         self.user_id = user_id
         self.headers = {"Authorization": f"Bearer {token}"}
-        self.next_url = f"{url}/api/v1/comparisons/next"
+        self.next_url = f"{url}/api/v1/comparisons/next" + (f"?campaign={campaign}" if campaign else "")
         self.judge_url = f"{url}/api/v1/judgements"
         self.rng = rng
 
@@ -183,7 +183,10 @@ async def warm_up(url: str, clients: int, seconds: float) -> None:
 async def run_phases(args: argparse.Namespace, server: Gunicorn, accounts: list[tuple[int, str]]) -> list[Phase]:
     """Warm up, then the four phases in order: peer and Duet closed loop, peer and Duet open loop."""
     rng = random.Random(args.seed)
-    annotators = [Annotator(user_id=u, token=t, url=server.url, rng=random.Random(rng.random())) for u, t in accounts]
+    annotators = [
+        Annotator(user_id=u, token=t, url=server.url, rng=random.Random(rng.random()), campaign=args.campaign)
+        for u, t in accounts
+    ]
     await warm_up(server.url, args.annotators, WARM_UP_S)
     closed = await _closed_phases(args, server, annotators)
     return [*closed, *await _open_phases(args, server, annotators, rng)]

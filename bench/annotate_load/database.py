@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import os
 import random
 import secrets
 from collections.abc import Sequence
@@ -17,7 +19,8 @@ if TYPE_CHECKING:
 
 HOST = "127.0.0.1"
 PG_ADMIN_URL = f"postgresql://postgres@{HOST}:5432/postgres"
-DATABASE = "duet_bench"
+# ``DUET_BENCH_DB`` names another database, so two runs on one PostgreSQL (a before and an after) never meet.
+DATABASE = os.environ.get("DUET_BENCH_DB", "duet_bench")
 DATABASE_URL = f"postgres://postgres@{HOST}:5432/{DATABASE}"
 CHOICES = ("left", "right", "tie", "both_bad")
 # Rows per INSERT while seeding: tens of thousands of rows in a few statements, each well within
@@ -79,25 +82,47 @@ def _text(rng: random.Random, words: int) -> str:
     return " ".join(rng.choice(VOCABULARY) for _ in range(words))
 
 
+# Gold items beyond what the run can serve: a gold pick that finds none left would cost less than one that finds one.
+SPARE_GOLD = 50
+
+
 @dataclass(frozen=True)
 class Seeded:
     accounts: list[tuple[int, str]]  # (user id, token) of each annotator
     last_history_judgement: int  # judgement ids above this one are the run's
 
 
-def seed(*, annotators: int, comparisons: int, history: int, k: int) -> Seeded:
-    """Annotators with tokens, ``history`` comparisons judged k times already, then open ones.
+def gold_items_needed(*, annotators: int, comparisons: int, k: int, gold_rate: float) -> int:
+    """Enough gold items that no annotator runs out: at most ``comparisons * k`` ordinary votes are shared out."""
+    if gold_rate <= 0:
+        return 0
+    per_annotator = gold_rate / (1 - min(gold_rate, 0.99)) * comparisons * k / annotators
+    return math.ceil(per_annotator) + SPARE_GOLD
 
-    The history makes table sizes and planner statistics those of a database in use, so a query
-    whose cost grows with past judging shows it here too.
+
+def seed(
+    *, annotators: int, comparisons: int, history: int, k: int, campaign: str = "", gold_rate: float = 0.0
+) -> Seeded:
+    """Annotators with tokens, ``history`` comparisons judged k times already, then open ones and gold items.
+
+    All of them in ``campaign`` (created with ``gold_rate``; the default campaign when blank). The
+    history makes table sizes and planner statistics those of a database in use, so a query whose
+    cost grows with past judging shows it here too.
     """
     from django.db import connection, transaction
 
+    from annotate.models import Campaign
+    from annotate.services import campaign_default
+
     rng = random.Random(SEED_DATA)
+    gold = gold_items_needed(annotators=annotators, comparisons=comparisons, k=k, gold_rate=gold_rate)
     with transaction.atomic():
+        target = Campaign.objects.get_or_create(slug=campaign, defaults={"name": campaign})[0] if campaign else None
+        target = target or campaign_default()
+        Campaign.objects.filter(pk=target.pk).update(gold_rate=gold_rate)
         users, tokens = _accounts_create(annotators)
-        prompts, completions = _completions_create(rng, history + comparisons)
-        compared = _comparisons_create(prompts, completions, history=history, k=k)
+        prompts, completions = _completions_create(rng, history + comparisons + gold)
+        compared = _comparisons_create(prompts, completions, history=history, k=k, gold=gold, campaign_id=target.pk)
         last = _history_create(rng, compared[:history], users, k=k)
     # Planner statistics, as a database that has been in use for a while has them.
     with connection.cursor() as cursor:
@@ -158,10 +183,26 @@ def _completions_create(rng: random.Random, total: int) -> tuple[list[Prompt], l
 
 
 def _comparisons_create(
-    prompts: Sequence[Prompt], completions: Sequence[Completion], *, history: int, k: int
+    prompts: Sequence[Prompt],
+    completions: Sequence[Completion],
+    *,
+    history: int,
+    k: int,
+    gold: int,
+    campaign_id: int,
 ) -> list[Comparison]:
-    """One comparison per prompt; the first ``history`` already count k judgements."""
-    from annotate.models import Comparison
+    """One comparison per prompt; the first ``history`` already count k judgements, the last ``gold`` are gold.
+
+    Gold items are spread among the open ones (every n-th), as marking them over time would leave them.
+    """
+    from annotate.limits import GOLD_TARGET_JUDGEMENTS
+    from annotate.models import Comparison, Outcome
+
+    open_ones = len(prompts) - history
+    every = max(1, open_ones // gold) if gold else 0
+
+    def is_gold(i: int) -> bool:
+        return bool(every) and i >= history and (i - history) % every == 0 and (i - history) // every < gold
 
     return Comparison.objects.bulk_create(
         [
@@ -170,8 +211,10 @@ def _comparisons_create(
                 completion_a=completions[2 * i],
                 completion_b=completions[2 * i + 1],
                 content_hash=f"bench-comparison-{prompt.pk}",
-                target_judgements=k,
+                target_judgements=GOLD_TARGET_JUDGEMENTS if is_gold(i) else k,
                 judgement_count=k if i < history else 0,
+                gold_outcome=Outcome.A if is_gold(i) else "",
+                campaign_id=campaign_id,
                 source="bench",
             )
             for i, prompt in enumerate(prompts)

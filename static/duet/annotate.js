@@ -71,6 +71,19 @@
     if (form && !(button && button.disabled)) form.requestSubmit();
   }
 
+  // The campaign's guidelines, one key away on every card.
+  function guidelinesPanel() {
+    return document.getElementById("guidelines-panel");
+  }
+
+  function toggleGuidelines(open) {
+    var panel = guidelinesPanel();
+    if (!panel) return false;
+    panel.hidden = !open;
+    if (open) panel.scrollIntoView({ block: "nearest" });
+    return true;
+  }
+
   function isTyping(target) {
     if (!(target instanceof HTMLElement)) return false;
     if (target.isContentEditable || target.tagName === "TEXTAREA" || target.tagName === "SELECT") return true;
@@ -93,6 +106,17 @@
       return;
     }
     var key = event.key.length === 1 ? event.key.toLowerCase() : event.key;
+    var panel = guidelinesPanel();
+    if (key === "g" && panel) {
+      event.preventDefault();
+      toggleGuidelines(panel.hidden);
+      return;
+    }
+    if (key === "Escape" && panel && !panel.hidden) {
+      event.preventDefault();
+      toggleGuidelines(false);
+      return;
+    }
     if (key === "u") {
       event.preventDefault();
       submitById("undo-form");

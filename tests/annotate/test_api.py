@@ -6,7 +6,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from annotate import services
-from annotate.models import Assignment, Comparison, Judgement
+from annotate.models import Assignment, CampaignStatus, Comparison, Judgement
 from tests.annotate.factories import CampaignFactory, ComparisonFactory, StaffFactory, UserFactory
 from tests.annotate.services._helpers import judge
 
@@ -316,3 +316,37 @@ def test_stats_gives_each_annotators_figures(client):
 
 def test_stats_is_403_for_annotators(client):
     assert client.get("/api/v1/stats", **_auth(UserFactory())).status_code == 403
+
+
+# Campaigns -------------------------------------------------------------------------------------
+
+
+def test_next_in_a_campaign_serves_that_campaigns_comparison(client):
+    ComparisonFactory()
+    campaign = CampaignFactory()
+    mine = ComparisonFactory(campaign=campaign)
+    response = client.get(f"/api/v1/comparisons/next?campaign={campaign.slug}", **_auth(UserFactory()))
+    assert response.json()["id"] == mine.id
+
+
+def test_next_in_an_unknown_campaign_is_404(client):
+    response = client.get("/api/v1/comparisons/next?campaign=nope", **_auth(UserFactory()))
+    assert response.status_code == 404
+
+
+def test_next_in_a_refused_campaign_is_403_with_the_reason(client):
+    campaign = CampaignFactory(status=CampaignStatus.PAUSED)
+    ComparisonFactory(campaign=campaign)
+    response = client.get(f"/api/v1/comparisons/next?campaign={campaign.slug}", **_auth(UserFactory()))
+    assert (response.status_code, response.json()["reason"]) == (403, "paused")
+    assert "paused" in response.json()["detail"]
+
+
+def test_a_judgement_of_a_campaigns_card_is_recorded_through_the_plain_endpoint(client):
+    campaign = CampaignFactory()
+    ComparisonFactory(campaign=campaign)
+    user = UserFactory()
+    shown = client.get(f"/api/v1/comparisons/next?campaign={campaign.slug}", **_auth(user)).json()
+    payload = {"comparison": shown["id"], "left": shown["left"]["id"], "right": shown["right"]["id"], "choice": "tie"}
+    assert _post_judgement(client, user, payload).status_code == 201
+    assert Judgement.objects.get().comparison.campaign_id == campaign.id

@@ -320,7 +320,7 @@ def test_a_reason_with_a_nul_is_a_422_naming_reason(annotator_client, annotator)
     assert Judgement.objects.count() == 0
 
 
-def test_judge_without_htmx_redirects_back_to_the_page(annotator_client, annotator):
+def test_judge_without_htmx_redirects_back_to_the_campaigns_page(annotator_client, annotator):
     ComparisonFactory()
     annotator_client.get("/annotate/")
     assignment = _open_assignment(annotator)
@@ -331,7 +331,7 @@ def test_judge_without_htmx_redirects_back_to_the_page(annotator_client, annotat
         "choice": "both_bad",
     }
     response = annotator_client.post("/annotate/judge/", data, follow=True)
-    assert response.redirect_chain == [("/annotate/", 302)]
+    assert response.redirect_chain == [("/annotate/c/default/", 302)]
     assert "Saved: Both are bad" in response.content.decode()
     assert Judgement.objects.get().choice == "both_bad"
 

@@ -27,7 +27,16 @@ from django.core.management.color import no_style
 from django.db import connection, models, transaction
 
 from annotate.limits import DEFAULT_CAMPAIGN_SLUG
-from annotate.models import AnnotatorFlag, Assignment, Campaign, Comparison, Completion, Judgement, Prompt
+from annotate.models import (
+    AnnotatorFlag,
+    Assignment,
+    Campaign,
+    Comparison,
+    Completion,
+    GuidelinesSeen,
+    Judgement,
+    Prompt,
+)
 from dpo_engine.config import DEFAULT_MODEL
 from training.models import GenerationRun, ModelVersion, TrainingMetric, TrainingRun
 
@@ -65,6 +74,7 @@ def backup_models() -> list[type[models.Model]]:
         Assignment,
         Judgement,
         AnnotatorFlag,
+        GuidelinesSeen,
         TrainingRun.judgements.through,
         TrainingMetric,
         GenerationRun,

@@ -6,7 +6,7 @@ from django.core.exceptions import PermissionDenied
 
 from annotate import services
 from annotate.limits import CAMPAIGN_NAME_MAX_CHARS, RUSHED_SECONDS_MAX, TARGET_JUDGEMENTS_MAX
-from annotate.models import AuditAction, AuditEntry, Campaign
+from annotate.models import AuditAction, AuditEntry, Campaign, GuidelinesSeen
 from tests.annotate.factories import CampaignFactory, StaffFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -132,3 +132,11 @@ def test_update_to_group_access_with_its_group():
 def test_update_by_a_non_staff_actor_is_refused():
     with pytest.raises(PermissionDenied):
         services.campaign_update(campaign=CampaignFactory(), actor=UserFactory(), name="Mine")
+
+
+def test_marking_guidelines_seen_twice_keeps_the_first_time():
+    user, campaign = UserFactory(), CampaignFactory(guidelines="Be fair.")
+    services.guidelines_mark_seen(annotator=user, campaign=campaign)
+    first = GuidelinesSeen.objects.get().seen_at
+    services.guidelines_mark_seen(annotator=user, campaign=campaign)
+    assert list(GuidelinesSeen.objects.values_list("seen_at", flat=True)) == [first]

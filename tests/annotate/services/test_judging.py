@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from annotate import services
 from annotate.models import Assignment, Comparison, Judgement
-from tests.annotate.factories import ComparisonFactory, UserFactory
+from tests.annotate.factories import CampaignFactory, ComparisonFactory, UserFactory
 from tests.annotate.services._helpers import judge
 
 pytestmark = pytest.mark.django_db
@@ -326,3 +326,41 @@ def test_marking_judgements_trained_marks_only_those_named():
     assert services.judgements_mark_trained(judgement_ids=[trained.id]) == 1
     marked = Judgement.objects.filter(trained_at__isnull=False).values_list("id", flat=True)
     assert (list(marked), untrained.id in marked) == ([trained.id], False)
+
+
+# Undo within a campaign ------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("hot_path")
+def test_undo_in_a_campaign_takes_back_the_latest_judgement_there_not_a_later_one_elsewhere():
+    first, second = CampaignFactory(), CampaignFactory()
+    ComparisonFactory(campaign=first, target_judgements=2)
+    ComparisonFactory(campaign=second, target_judgements=2)
+    user = UserFactory()
+    in_first = _vote(user, services.lease_take(annotator=user, campaign=first))
+    _vote(user, services.lease_take(annotator=user, campaign=second))
+    undone = services.judgement_undo_last(annotator=user, campaign=first)
+    assert undone.id == in_first.id
+    assert list(Judgement.objects.values_list("comparison__campaign", flat=True)) == [second.id]
+
+
+@pytest.mark.usefixtures("hot_path")
+def test_undo_in_a_campaign_without_judgements_there_takes_back_nothing():
+    first, second = CampaignFactory(), CampaignFactory()
+    ComparisonFactory(campaign=first)
+    user = UserFactory()
+    _vote(user, services.lease_take(annotator=user, campaign=first))
+    assert services.judgement_undo_last(annotator=user, campaign=second) is None
+    assert Judgement.objects.count() == 1
+
+
+@pytest.mark.usefixtures("hot_path")
+def test_an_undo_in_one_campaign_does_not_block_the_next_undo_in_another():
+    first, second = CampaignFactory(), CampaignFactory()
+    ComparisonFactory(campaign=first)
+    ComparisonFactory(campaign=second)
+    user = UserFactory()
+    _vote(user, services.lease_take(annotator=user, campaign=first))
+    in_second = _vote(user, services.lease_take(annotator=user, campaign=second))
+    services.judgement_undo_last(annotator=user, campaign=first)
+    assert services.judgement_undo_last(annotator=user, campaign=second).id == in_second.id

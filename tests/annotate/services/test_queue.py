@@ -1,4 +1,5 @@
 import dataclasses
+import random
 from datetime import timedelta
 
 import pytest
@@ -8,8 +9,9 @@ from django.utils import timezone
 
 from annotate import selectors, services
 from annotate.limits import REASON_MAX_CHARS
-from annotate.models import Assignment, Judgement
-from tests.annotate.factories import ComparisonFactory, UserFactory
+from annotate.models import Assignment, CampaignAccess, CampaignStatus, Judgement
+from annotate.services import queue
+from tests.annotate.factories import CampaignFactory, ComparisonFactory, GoldComparisonFactory, UserFactory
 from tests.annotate.services._helpers import judge
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("hot_path")]
@@ -148,3 +150,132 @@ def test_the_database_refuses_a_second_open_assignment_for_one_annotator():
             right_id=second.completion_b_id,
             expires_at=card.expires_at,
         )
+
+
+# Campaigns and gold items ------------------------------------------------------------------
+
+
+def _lease(user, campaign, **kwargs):
+    return services.lease_take(annotator=user, campaign=campaign, **kwargs)
+
+
+def _judge_card(user, card):
+    services.judgement_record(
+        annotator=user, comparison_id=card.comparison_id, left_id=card.left.id, right_id=card.right.id, choice="left"
+    )
+
+
+def test_a_campaign_serves_only_its_own_comparisons():
+    other, mine = CampaignFactory(), CampaignFactory()
+    ComparisonFactory(campaign=other)
+    wanted = ComparisonFactory(campaign=mine)
+    assert _lease(UserFactory(), mine).comparison_id == wanted.id
+
+
+def test_no_campaign_means_the_default_one():
+    ComparisonFactory(campaign=CampaignFactory())
+    default = ComparisonFactory()
+    assert services.lease_take(annotator=UserFactory()).comparison_id == default.id
+
+
+def test_an_open_lease_in_another_campaign_is_released_not_renewed():
+    first, second = CampaignFactory(), CampaignFactory()
+    ComparisonFactory(campaign=first)
+    wanted = ComparisonFactory(campaign=second)
+    user = UserFactory()
+    _lease(user, first)
+    assert _lease(user, second).comparison_id == wanted.id
+    assert list(Assignment.objects.filter(annotator=user).values_list("comparison_id", flat=True)) == [wanted.id]
+
+
+def test_gold_rate_one_serves_a_gold_item_first():
+    campaign = CampaignFactory(gold_rate=1.0)
+    ComparisonFactory(campaign=campaign)
+    gold = GoldComparisonFactory(campaign=campaign)
+    assert _lease(UserFactory(), campaign).comparison_id == gold.id
+
+
+def test_gold_rate_zero_never_serves_a_gold_item():
+    campaign = CampaignFactory(gold_rate=0.0)
+    GoldComparisonFactory(campaign=campaign)
+    assert _lease(UserFactory(), campaign) is None
+
+
+def test_a_gold_item_is_never_served_twice_to_one_annotator():
+    campaign = CampaignFactory(gold_rate=1.0)
+    gold = GoldComparisonFactory(campaign=campaign)
+    ordinary = ComparisonFactory(campaign=campaign)
+    user = UserFactory()
+    _judge_card(user, _lease(user, campaign))
+    assert _lease(user, campaign).comparison_id == ordinary.id
+    assert Judgement.objects.get(annotator=user).comparison_id == gold.id
+
+
+def test_a_gold_item_is_served_to_every_annotator():
+    campaign = CampaignFactory(gold_rate=1.0)
+    gold = GoldComparisonFactory(campaign=campaign)
+    users = UserFactory.create_batch(3)
+    for user in users:
+        _judge_card(user, _lease(user, campaign))
+    assert Judgement.objects.filter(comparison=gold).count() == 3
+
+
+def test_gold_items_come_at_about_the_campaigns_rate(monkeypatch):
+    monkeypatch.setattr(queue, "gold_random", random.Random(7))
+    campaign = CampaignFactory(gold_rate=0.25)
+    gold_ids = {g.id for g in GoldComparisonFactory.create_batch(60, campaign=campaign)}
+    ComparisonFactory.create_batch(200, campaign=campaign)
+    user = UserFactory()
+    served = []
+    for _ in range(200):
+        card = _lease(user, campaign)
+        served.append(card.comparison_id in gold_ids)
+        _judge_card(user, card)
+    assert 0.18 <= sum(served) / len(served) <= 0.32
+
+
+def test_an_ordinary_card_when_no_gold_item_is_left():
+    campaign = CampaignFactory(gold_rate=1.0)
+    ordinary = ComparisonFactory(campaign=campaign)
+    assert _lease(UserFactory(), campaign).comparison_id == ordinary.id
+
+
+def test_gold_items_do_not_fill_the_queue_of_a_campaign_without_gold_rate():
+    campaign = CampaignFactory(gold_rate=0.0)
+    GoldComparisonFactory(campaign=campaign)
+    ordinary = ComparisonFactory(campaign=campaign)
+    assert _lease(UserFactory(), campaign).comparison_id == ordinary.id
+
+
+@pytest.mark.parametrize(
+    ("settings_", "reason"),
+    [
+        ({"status": CampaignStatus.PAUSED}, "paused"),
+        ({"status": CampaignStatus.CLOSED}, "closed"),
+        ({"access": CampaignAccess.USERS}, "forbidden"),
+    ],
+)
+def test_a_refused_queue_leases_nothing(settings_, reason):
+    campaign = CampaignFactory(**settings_)
+    ComparisonFactory(campaign=campaign)
+    with pytest.raises(services.QueueRefused) as refused:
+        _lease(UserFactory(), campaign)
+    assert (refused.value.reason, Assignment.objects.count()) == (reason, 0)
+
+
+def test_gold_picks_start_at_a_random_gold_item_so_annotators_spread_over_them():
+    campaign = CampaignFactory(gold_rate=1.0)
+    GoldComparisonFactory.create_batch(20, campaign=campaign)
+    served = {_lease(UserFactory(), campaign).comparison_id for _ in range(10)}
+    assert len(served) > 1
+
+
+def test_a_gold_pick_wraps_around_to_the_gold_items_before_its_start():
+    campaign = CampaignFactory(gold_rate=1.0)
+    first, *later = GoldComparisonFactory.create_batch(4, campaign=campaign)
+    users = UserFactory.create_batch(5)
+    for user in users:
+        for gold in later:
+            judge(user, gold)
+    # Each start falls above the first item three times in four: five annotators make a miss show.
+    assert {_lease(user, campaign).comparison_id for user in users} == {first.id}
