@@ -75,7 +75,7 @@ def _room_where() -> str:
 
 
 @functools.cache
-def _candidate_where() -> str:
+def _candidate_where(gold: bool = False) -> str:
     """Conditions on comparison ``c``: open, not seen by this annotator, a slot free after live leases.
 
     Seen means judged, skipped or leased now: a lease that expired unjudged is released by
@@ -83,9 +83,12 @@ def _candidate_where() -> str:
     ``now``. ``OFFSET 0`` keeps "not seen by this annotator" a
     probe of the unique (comparison, annotator) index for each candidate row: PostgreSQL would
     otherwise plan it as a merge anti-join that reads every assignment of every comparison below
-    the first open one, a cost that grows with the whole history of judging.
+    the first open one, a cost that grows with the whole history of judging. A gold item skips
+    the live-lease count: its k is ``GOLD_TARGET_JUDGEMENTS``, beyond any team's size, so the count
+    cannot bind, and it would read every assignment the item ever had (every annotator's).
     """
     assignment = connection.ops.quote_name(Assignment._meta.db_table)
+    room = "" if gold else f"AND {_room_where()}"
     return f"""
         c.judgement_count < c.target_judgements
         AND NOT EXISTS (
@@ -93,7 +96,7 @@ def _candidate_where() -> str:
             AND (seen.judged_at IS NOT NULL OR seen.skipped_at IS NOT NULL OR seen.expires_at > %(now)s)
           LIMIT 1 OFFSET 0
         )
-        AND {_room_where()}"""  # noqa: S608
+        {room}"""  # noqa: S608
 
 
 @functools.cache
@@ -145,7 +148,7 @@ def _candidate_sql(skip_locked: bool, gold: bool, start: str = "all") -> str:
     comparison = connection.ops.quote_name(Comparison._meta.db_table)
     sql = f"""
         SELECT c.* FROM {comparison} c
-        WHERE {_kind_where(gold)} {_RANGES[start]} AND {_candidate_where()} {_unchanged_since_read()}
+        WHERE {_kind_where(gold)} {_RANGES[start]} AND {_candidate_where(gold)} {_unchanged_since_read()}
         ORDER BY c.id LIMIT 1"""  # noqa: S608
     return f"{sql} FOR UPDATE OF c SKIP LOCKED" if skip_locked else sql
 
@@ -181,13 +184,13 @@ def _gold_ctes() -> str:
         ), gold_from AS (
           SELECT c.id, c.completion_a_id AS a, c.completion_b_id AS b FROM {comparison} c
           WHERE c.id >= (SELECT id FROM gold_start)
-            AND {_kind_where(True)} AND {_candidate_where()} {_unchanged_since_read()}
+            AND {_kind_where(True)} AND {_candidate_where(True)} {_unchanged_since_read()}
           ORDER BY c.id LIMIT 1
           FOR UPDATE OF c SKIP LOCKED
         ), gold_before AS (
           SELECT c.id, c.completion_a_id AS a, c.completion_b_id AS b FROM {comparison} c
           WHERE NOT EXISTS (SELECT 1 FROM gold_from) AND c.id < (SELECT id FROM gold_start)
-            AND {_kind_where(True)} AND {_candidate_where()} {_unchanged_since_read()}
+            AND {_kind_where(True)} AND {_candidate_where(True)} {_unchanged_since_read()}
           ORDER BY c.id LIMIT 1
           FOR UPDATE OF c SKIP LOCKED
         ), gold AS (

@@ -48,8 +48,11 @@ def _pair(campaign, index: int, rng: random.Random, factory) -> None:
     bad = CompletionFactory(prompt=prompt, text=f"bad answer {index}")
     good_first = rng.random() < 0.5
     first, second = (good, bad) if good_first else (bad, good)
-    extra = {"gold_outcome": Outcome.A if good_first else Outcome.B} if factory is GoldComparisonFactory else {}
-    factory(prompt=prompt, completion_a=first, completion_b=second, campaign=campaign, target_judgements=3, **extra)
+    if factory is GoldComparisonFactory:
+        extra = {"gold_outcome": Outcome.A if good_first else Outcome.B}
+    else:
+        extra = {"target_judgements": campaign.target_judgements}
+    factory(prompt=prompt, completion_a=first, completion_b=second, campaign=campaign, **extra)
 
 
 def _campaign_with_gold():
