@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import random
+import time
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any
+from typing import Any, TypeVar
 
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.db.models import F, Q
 
 from annotate import formats
@@ -14,6 +17,37 @@ from annotate.models import Comparison
 # Rows per ``IN`` list and per INSERT batch: under the 999 parameters an older SQLite takes in
 # one statement, and large enough that a 100,000-record import needs only a few hundred statements.
 BULK_CHUNK = 500
+
+
+_T = TypeVar("_T")
+
+# Tries of a hot-path write that PostgreSQL chose as a deadlock's victim, and the back-off step between them.
+DEADLOCK_ATTEMPTS = 5
+DEADLOCK_BACKOFF_SECONDS = 0.005
+
+
+def deadlocked(exc: OperationalError) -> bool:
+    """Whether ``exc`` is PostgreSQL's "deadlock detected" (SQLSTATE 40P01): its transaction was rolled back whole."""
+    cause = exc.__cause__
+    return getattr(cause, "sqlstate", None) == "40P01" or getattr(cause, "pgcode", None) == "40P01"
+
+
+def deadlock_retry(write: Callable[[], _T]) -> _T:
+    """Run ``write`` (one transaction of its own) again when PostgreSQL aborts it to break a deadlock.
+
+    The victim's transaction was rolled back whole, so running it again neither loses nor doubles
+    anything. A lease and a vote of the same annotator can wait on each other: the vote closing the
+    old lease holds the one-open-lease index entry, and a lease's ``FOR UPDATE`` keeps the lock of a
+    row it locked and then passed over on re-checking it, which may be the voted comparison.
+    """
+    for attempt in range(1, DEADLOCK_ATTEMPTS):
+        try:
+            return write()
+        except OperationalError as exc:
+            if not deadlocked(exc) or connection.in_atomic_block:
+                raise
+            time.sleep(random.uniform(0, DEADLOCK_BACKOFF_SECONDS * attempt))
+    return write()
 
 
 def single_statement() -> bool:

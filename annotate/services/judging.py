@@ -182,11 +182,10 @@ def vote_insert(*, judgement: Judgement, annotator: User) -> VoteSaved | None:
     written, when there is no such lease or no slot was free; an
     ``IntegrityError`` when the annotator has judged this comparison already. One SQL statement on
     PostgreSQL, an ORM transaction elsewhere; either way lease, slot and vote change together or
-    not at all.
+    not at all, and a vote PostgreSQL aborts to break a deadlock runs again (``_shared.deadlock_retry``).
     """
-    if _shared.single_statement():
-        return _vote_insert_statement(judgement, annotator)
-    return _vote_insert_orm(judgement, annotator)
+    insert = _vote_insert_statement if _shared.single_statement() else _vote_insert_orm
+    return _shared.deadlock_retry(lambda: insert(judgement, annotator))
 
 
 class _Refused(Exception):

@@ -312,7 +312,8 @@ def lease_take(*, annotator: User, campaign: Campaign | None = None) -> Card | N
     SKIP LOCKED`` where the database has it. Two requests of the same annotator can both pick a
     comparison before either commits (the row lock is released by the first commit and the
     second statement's snapshot predates it); the one-open-assignment-per-annotator constraint
-    refuses the second lease, and the retry then finds the first one as the annotator's own.
+    refuses the second lease, and the retry then finds the first one as the annotator's own. A
+    lease PostgreSQL aborts to break a deadlock runs again (``_shared.deadlock_retry``).
     """
     campaign = campaign or campaign_default()
     queue_rules.queue_check(annotator=annotator, campaign=campaign)
@@ -320,10 +321,10 @@ def lease_take(*, annotator: User, campaign: Campaign | None = None) -> Card | N
     take = _lease_take_statement if _shared.single_statement() else _lease_take_orm
     for attempt in range(1, _LEASE_ATTEMPTS):
         try:
-            return take(annotator, campaign.pk, gold)
+            return _shared.deadlock_retry(lambda: take(annotator, campaign.pk, gold))
         except IntegrityError:
             time.sleep(random.uniform(0, _LEASE_BACKOFF_SECONDS * attempt))
-    return take(annotator, campaign.pk, gold)
+    return _shared.deadlock_retry(lambda: take(annotator, campaign.pk, gold))
 
 
 assignment_next = lease_take
