@@ -135,6 +135,17 @@ def runs_dir(settings, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
     return settings.DUET_RUNS_DIR
 
 
+@pytest.fixture(autouse=True)
+def isolated_artifacts(settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Every test has a store and a cache of its own (the ``artifacts`` fixtures choose another kind).
+
+    Run ids restart with every test database: a store shared between tests would hand one test's
+    ``runs/train-1`` to another's run 1.
+    """
+    settings.DUET_ARTIFACTS = f"file://{tmp_path / 'store'}"
+    settings.DUET_CACHE = tmp_path / "cache"
+
+
 class Worker:
     """``manage.py rqworker gpu default`` in its own process group, on the test database."""
 
@@ -156,6 +167,10 @@ class Worker:
             "DUET_HEARTBEAT_SECONDS": "1",
             "DUET_PROGRESS_SECONDS": "0.2",
             "DUET_MODEL_CACHE": os.environ.get("DUET_MODEL_CACHE", str(self.runs_dir / "model-cache")),
+            # The test's store (see ``isolated_artifacts``); a test that plays several hosts passes their own cache.
+            "DUET_ARTIFACTS": str(settings.DUET_ARTIFACTS),
+            "DUET_ARTIFACTS_ENDPOINT_URL": settings.DUET_ARTIFACTS_ENDPOINT_URL or "",
+            "DUET_CACHE": str(settings.DUET_CACHE),
             **(env or {}),
         }
         args = [sys.executable, "manage.py", "rqworker", "gpu", "default"] + (["--burst"] if burst else [])

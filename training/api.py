@@ -144,7 +144,7 @@ def run_out(run: TrainingRun) -> dict[str, Any]:
         "eval_after": run.eval_after,
         "learned": run.learned,
         "verdict": run.verdict,
-        "resumable_from_step": selectors.newest_checkpoint_step(run.out_dir) if resumable else None,
+        "resumable_from_step": selectors.newest_checkpoint_step(run) if resumable else None,
         "error": run.error,
         "rq_job_id": run.rq_job_id,
         "created_at": run.created_at,

@@ -100,13 +100,21 @@ class RunBase(models.Model):
 class TrainingRun(RunBase):
     base_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="training_runs")
     hyperparameters = models.JSONField(default=dict, help_text="TrainConfig fields that differ from the defaults.")
-    out_dir = models.CharField(max_length=1000, blank=True)
-    dataset_path = models.CharField(max_length=1000, blank=True)
+    out_dir = models.CharField(
+        max_length=1000,
+        blank=True,
+        help_text="The run's folder in the artifact store (its URI): frozen data, checkpoints, metrics.",
+    )
+    dataset_path = models.CharField(
+        max_length=1000, blank=True, help_text="The store URI of the frozen training pairs."
+    )
     dataset_sha256 = models.CharField(max_length=64, blank=True)
     dataset_rows = models.PositiveIntegerField(default=0)
     dataset_filters = models.JSONField(default=dict, blank=True)
     judgements = models.ManyToManyField(Judgement, blank=True, related_name="training_runs")
-    heldout_path = models.CharField(max_length=1000, blank=True)
+    heldout_path = models.CharField(
+        max_length=1000, blank=True, help_text="The store URI of the held-out pairs; empty without any."
+    )
     heldout_rows = models.PositiveIntegerField(default=0)
     schedule = models.JSONField(
         default=dict, blank=True, help_text="The settings the run resolved against its data: steps, batch, lr, notes."
@@ -124,6 +132,11 @@ class TrainingRun(RunBase):
 
     def __str__(self) -> str:
         return f"Training run {self.pk}"
+
+    @property
+    def store_key(self) -> str:
+        """The run's folder in the artifact store, relative to its root; every host finds it by the run's id."""
+        return f"runs/train-{self.pk}"
 
 
 class TrainingMetric(models.Model):

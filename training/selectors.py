@@ -5,16 +5,17 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from django.conf import settings
 from django.db.models import Count, F, Prefetch
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 
 from annotate.filters import JudgementFilter
 from annotate.models import Comparison, Completion, Prompt, Purpose
 from annotate.selectors import preference_decisions
+from training.artifacts import ArtifactError, artifact_store
 from training.charts import Series, legend, line_chart
 from training.engine_settings import training_config_check
 from training.evaluation import HELDOUT_MIN_PAIRS, heldout_size
@@ -188,21 +189,36 @@ def training_settings(hyperparameters: dict[str, Any], schedule: dict[str, Any] 
     return settings
 
 
-def newest_checkpoint_step(out_dir: str) -> int | None:
-    """The step of the newest complete checkpoint under ``out_dir``, or None: what a resume continues from.
+def newest_checkpoint_step(run: TrainingRun) -> int | None:
+    """The step of the run's newest complete checkpoint in the artifact store, or None: what a resume continues from.
 
-    ``dpo_engine.checkpoint`` imports torch, which the web does not load; its layout is
-    ``checkpoints/step-NNNNNNNN/state.json``, the step zero-padded so that names sort by step.
+    The store is what every host shares (a resume may land on another worker host); ``dpo_engine.checkpoint``
+    imports torch, which the web does not load: its ``state.json`` holds the step.
     """
-    root = Path(out_dir) / "checkpoints" if out_dir else None
-    if root is None or not root.is_dir():
-        return None
-    for folder in sorted(root.glob("step-*"), reverse=True):
+    store = artifact_store()
+    for key in reversed(store.list_dirs(f"{run.store_key}/checkpoints")):
         try:
-            return int(json.loads((folder / "state.json").read_text())["step"])
+            with store.open(f"{key.rstrip('/')}/state.json") as fh:
+                return int(json.loads(fh.read())["step"])
         except (OSError, ValueError, KeyError):
             continue
     return None
+
+
+# The frozen files a run's page offers for download, by the name in its URL.
+RUN_FILES = {"dataset": "dataset_path", "heldout": "heldout_path"}
+
+
+def training_run_file(*, run_id: int, name: str) -> tuple[BinaryIO, str]:
+    """A stream of one of the run's frozen files, from the artifact store (never a worker's disk), and its file name."""
+    run = get_object_or_404(TrainingRun, pk=run_id)
+    uri = getattr(run, RUN_FILES[name], "") if name in RUN_FILES else ""
+    if not uri:
+        raise Http404(f"training run {run_id} has no {name} file")
+    try:
+        return artifact_store().open(uri), f"train-{run_id}-{name}.jsonl"
+    except ArtifactError as exc:
+        raise Http404(str(exc)) from exc
 
 
 def training_run_detail(*, run_id: int) -> TrainingRunDetail:
@@ -229,7 +245,7 @@ def training_run_detail(*, run_id: int) -> TrainingRunDetail:
             for name, label, share in EVAL_ROWS
             if name in run.eval_before or name in run.eval_after
         ],
-        resumable_from_step=newest_checkpoint_step(run.out_dir) if run.status in _RESUMABLE else None,
+        resumable_from_step=newest_checkpoint_step(run) if run.status in _RESUMABLE else None,
         produced_rounds=list(produced.generation_runs.order_by("id")) if produced else [],
     )
 

@@ -11,6 +11,7 @@ urlpatterns = [
     path("runs/<int:run_id>/live/", views.training_run_live, name="run_live"),
     path("runs/<int:run_id>/cancel/", views.training_run_cancel, name="run_cancel"),
     path("runs/<int:run_id>/resume/", views.training_run_resume, name="run_resume"),
+    path("runs/<int:run_id>/files/<str:name>.jsonl", views.training_run_file, name="run_file"),
     path("runs/<int:run_id>/generate-anyway/", views.training_run_generate_anyway, name="run_generate_anyway"),
     path("generations/<int:run_id>/", views.generation_run_page, name="generation"),
     path("generations/<int:run_id>/live/", views.generation_run_live, name="generation_live"),

@@ -13,7 +13,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
-from django.http import HttpResponse, HttpResponseBase
+from django.http import FileResponse, HttpResponse, HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -121,6 +121,14 @@ def training_run_live(request: AuthedRequest, run_id: int) -> HttpResponse:
     return render(request, "training/_run_live.html", _training_context(request, run_id))
 
 
+@staff_required
+@require_GET
+def training_run_file(request: AuthedRequest, run_id: int, name: str) -> HttpResponseBase:
+    """A run's frozen dataset or held-out file, streamed from the artifact store."""
+    stream, filename = selectors.training_run_file(run_id=run_id, name=name)
+    return FileResponse(stream, as_attachment=True, filename=filename, content_type="application/jsonl")
+
+
 def _after_run_action(
     request: AuthedRequest, run: TrainingRun | GenerationRun, *, message: str, level: str, status: int = 200
 ) -> HttpResponseBase:
@@ -162,7 +170,7 @@ def training_run_resume(request: AuthedRequest, run_id: int) -> HttpResponseBase
     refused = _resume_refused(request, run, lambda: services.training_run_resume(run=run))
     if refused is not None:
         return refused
-    step = selectors.newest_checkpoint_step(run.out_dir)
+    step = selectors.newest_checkpoint_step(run)
     where = f"it continues from its checkpoint at step {step}" if step is not None else (
         "it has no checkpoint on disk, so it restarts from step 0"
     )

@@ -7,6 +7,7 @@ from annotate import services as annotate_services
 from tests.annotate.factories import PromptFactory, StaffFactory, UserFactory
 from tests.training.factories import judged_preferences
 from training import services
+from training.artifacts import artifact_store
 from training.models import GenerationRun, RunStatus, TrainingMetric, TrainingRun
 
 # Jobs go to a Redis database of this test process: another test run's worker must not take them.
@@ -78,11 +79,12 @@ def test_a_run_reports_its_schedule_held_out_scores_and_verdict(client, tiny_ver
 
 @pytest.mark.parametrize(("checkpoints", "step"), [((), None), ((2, 4), 4)])
 def test_a_stopped_run_says_which_step_a_resume_continues_from(client, tiny_version, tmp_path, checkpoints, step):
+    run = TrainingRun.objects.create(base_version=tiny_version, status=RunStatus.FAILED)
     for saved in checkpoints:
-        folder = tmp_path / "checkpoints" / f"step-{saved:08d}"
+        folder = tmp_path / f"step-{saved:08d}"
         folder.mkdir(parents=True)
         (folder / "state.json").write_text(json.dumps({"step": saved}))
-    run = TrainingRun.objects.create(base_version=tiny_version, status=RunStatus.FAILED, out_dir=str(tmp_path))
+        artifact_store().put_dir(folder, f"{run.store_key}/checkpoints/{folder.name}")
     body = client.get(f"/api/v1/runs/{run.pk}", **_auth(StaffFactory())).json()
     assert body["resumable_from_step"] == step
 

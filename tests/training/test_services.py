@@ -2,7 +2,6 @@
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 from django.test import override_settings
@@ -13,6 +12,7 @@ from annotate.models import Comparison, Completion
 from tests.annotate.factories import PromptFactory
 from tests.training.factories import judged_preferences
 from training import selectors, services
+from training.artifacts import artifact_store
 from training.engine_settings import train_spec
 from training.evaluation import HELDOUT_MIN, HELDOUT_MIN_PAIRS, heldout_indices
 from training.models import GenerationRun, ModelVersion, RunStatus, TrainingRun
@@ -118,7 +118,8 @@ def test_the_dataset_is_frozen_with_its_hash_and_rows(tiny_version, worker, wait
     run = services.training_run_start(base_version=tiny_version, hyperparameters={**FAST, "epochs": 1})
     worker.start(burst=True)
     wait_for(lambda: _status(run) == RunStatus.SUCCEEDED, what="the run to succeed")
-    rows = [json.loads(line) for line in Path(run.dataset_path).read_text(encoding="utf-8").splitlines()]
+    with artifact_store().open(run.dataset_path) as stored:
+        rows = [json.loads(line) for line in stored.read().decode().splitlines()]
     assert len(rows) == run.dataset_rows == 4
     assert rows[0]["chosen"] == [{"role": "assistant", "content": "Sure, here it is."}]
     assert len(run.dataset_sha256) == 64
@@ -151,18 +152,24 @@ def test_a_killed_worker_is_detected_and_the_run_resumes_from_its_checkpoint(tin
     hyperparameters = {**FAST, "batch_size": 1, "epochs": 8, "log_every": 1000}
     run = services.training_run_start(base_version=tiny_version, hyperparameters=hyperparameters)
     worker.start()
-    wait_for(lambda: run.refresh_from_db() or run.progress_step >= 3, what="three steps")
+    uploaded = lambda: selectors.newest_checkpoint_step(run) is not None  # noqa: E731
+    wait_for(lambda: run.refresh_from_db() or (run.progress_step >= 3 and uploaded()), what="three steps, uploaded")
     worker.kill()
     # No worker is left to reap it: reading the run (as its page, the API and --wait do) finds it dead.
     observed = lambda: services.training_run_observe(run_id=run.pk).status == RunStatus.FAILED  # noqa: E731
     wait_for(observed, timeout=30, what="reading the run to fail it")
     assert _status(run) == RunStatus.FAILED
     assert "stopped answering" in run.error
-    checkpointed = selectors.newest_checkpoint_step(run.out_dir)
-    assert checkpointed is not None
+    from dpo_engine.checkpoint import latest_checkpoint
+
+    local = latest_checkpoint(worker.runs_dir / f"train-{run.pk}")
+    assert local is not None
+    checkpointed = int(local.name.removeprefix("step-"))
     # The curve is stored before each checkpoint is written, so a kill can land between the two: the stored
     # progress may lead the newest checkpoint by the one step (save_every=1) whose save it interrupted.
     assert checkpointed >= run.progress_step - 1 >= 2
+    # The page offers the newest uploaded one; this host's newer local one is where it actually continues.
+    assert selectors.newest_checkpoint_step(run) <= checkpointed
 
     services.training_run_resume(run=run)
     worker.start(burst=True)

@@ -13,6 +13,7 @@ from annotate.models import Judgement
 from tests.annotate.factories import CampaignFactory, StaffFactory, UserFactory
 from tests.training.factories import judged_preferences
 from training import services
+from training.artifacts import artifact_store
 from training.charts import format_number
 from training.models import GenerationRun, ModelVersion, RunStatus, TrainingMetric, TrainingRun
 
@@ -615,9 +616,9 @@ def test_generate_anyway_refuses_a_run_that_learned(staff_client: Client, versio
 
 
 def test_a_run_without_a_checkpoint_on_disk_offers_to_restart_from_step_0(
-    staff_client: Client, version: ModelVersion, tmp_path
+    staff_client: Client, version: ModelVersion
 ) -> None:
-    run = TrainingRun.objects.create(base_version=version, status=RunStatus.FAILED, out_dir=str(tmp_path / "run"))
+    run = TrainingRun.objects.create(base_version=version, status=RunStatus.FAILED)
     page = _text(staff_client.get(f"/training/runs/{run.pk}/"))
     assert 'data-testid="resume">Restart from step 0</button>' in page
 
@@ -625,14 +626,28 @@ def test_a_run_without_a_checkpoint_on_disk_offers_to_restart_from_step_0(
 def test_a_run_with_checkpoints_offers_to_resume_from_the_newest(
     staff_client: Client, version: ModelVersion, tmp_path
 ) -> None:
-    for step in (3, 6):
-        folder = tmp_path / "run" / "checkpoints" / f"step-{step:08d}"
+    run = TrainingRun.objects.create(base_version=version, status=RunStatus.CANCELLED)
+    for step in (3, 6, 9):
+        folder = tmp_path / f"step-{step:08d}"
         folder.mkdir(parents=True)
         (folder / "state.json").write_text(f'{{"step": {step}}}')
-    (tmp_path / "run" / "checkpoints" / ".tmp-step-00000009").mkdir()
-    run = TrainingRun.objects.create(base_version=version, status=RunStatus.CANCELLED, out_dir=str(tmp_path / "run"))
+        artifact_store().put_dir(folder, f"{run.store_key}/checkpoints/{folder.name}")
+    # Step 9's upload has not finished: a folder without its manifest is no checkpoint yet.
+    artifact_store().remove(f"{run.store_key}/checkpoints/step-00000009/MANIFEST.json")
     page = _text(staff_client.get(f"/training/runs/{run.pk}/"))
     assert 'data-testid="resume">Resume from checkpoint (step 6)</button>' in page
+
+
+def test_a_run_s_frozen_dataset_downloads_from_the_store(staff_client: Client, version: ModelVersion, tmp_path) -> None:
+    run = TrainingRun.objects.create(base_version=version, status=RunStatus.SUCCEEDED, dataset_rows=1)
+    (tmp_path / "dataset.jsonl").write_text('{"prompt": "p"}\n')
+    run.dataset_path = artifact_store().put_file(tmp_path / "dataset.jsonl", f"{run.store_key}/dataset.jsonl")
+    run.save()
+    response = staff_client.get(f"/training/runs/{run.pk}/files/dataset.jsonl")
+    assert response.status_code == 200
+    assert b"".join(response.streaming_content) == b'{"prompt": "p"}\n'
+    assert f'filename="train-{run.pk}-dataset.jsonl"' in response["Content-Disposition"]
+    assert staff_client.get(f"/training/runs/{run.pk}/files/heldout.jsonl").status_code == 404
 
 
 @override_settings(RQ_QUEUES=REDIS_DOWN)

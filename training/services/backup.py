@@ -9,7 +9,8 @@ What moves: users (without their password hashes: a loaded user has an unusable 
 ``create_annotator NAME --password ...`` sets one) and groups, campaigns and flags, prompts,
 completions, comparisons, leases, judgements, model versions, training runs with their frozen
 judgements and metrics, generation runs. What does not: API tokens (secrets stay with the instance
-that issued them), sessions, and the files under ``var/runs`` (model weights, datasets), which are copied as files.
+that issued them), sessions, and the artifact store (``DUET_ARTIFACTS``: model weights, datasets, checkpoints),
+which is copied as files or objects; the rows keep their store URIs.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from django.utils import timezone
 from annotate.filters import JudgementFilter, moment_check
 from annotate.models import AuditAction, Campaign, Purpose
 from annotate.services.audit import audit_record
+from training.artifacts import artifact_store
 from training.engine_settings import generation_settings_check, training_config_check
 from training.models import GenerationRun, ModelVersion, RunStatus, TrainingRun
 from training.services.queueing import GPU_QUEUE, enqueue_after_commit, queue_check
@@ -52,7 +53,8 @@ def training_run_start(
             dataset_filters=(judgement_filter or JudgementFilter()).to_json(),
             created_by=user,
         )
-        run.out_dir = str(settings.DUET_RUNS_DIR / f"train-{run.pk}")
+        # The store's URI, not a folder: the worker that takes the run works in a folder of its own host.
+        run.out_dir = artifact_store().uri(run.store_key)
         run.save(update_fields=["out_dir"])
         audit_record(action=AuditAction.TRAINING_START, target=run)
         enqueue_after_commit(run=run, job=jobs.train, queue=GPU_QUEUE)

@@ -38,10 +38,9 @@ def test_a_run_s_frozen_dataset_leaves_evaluation_judgements_out(tmp_path):
     evaluation = _half_for_evaluation(6)
     run = TrainingRun.objects.create(
         base_version=ModelVersion.objects.create(name="base", path="/models/base"),
-        out_dir=str(tmp_path / "run"),
         dataset_filters=JudgementFilter().to_json(),
     )
-    dataset_freeze(run=run)
+    dataset_freeze(run=run, work=tmp_path / "run")
     assert run.dataset_rows + run.heldout_rows == 3
     assert run.judgements.count() == 3
     assert not run.judgements.filter(comparison_id__in=evaluation).exists()

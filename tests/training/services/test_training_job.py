@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 
 import pytest
 
@@ -12,8 +13,10 @@ from annotate.filters import JudgementFilter
 from annotate.models import Comparison, Judgement
 from tests.annotate.factories import UserFactory
 from tests.training.factories import judged_preferences
+from training.artifacts import artifact_store
 from training.evaluation import HELDOUT_MIN, HELDOUT_MIN_PAIRS, heldout_indices
 from training.models import TrainingRun
+from training.services.worker.run_artifacts import dataset_fetch
 from training.services.worker.training_job import dataset_freeze
 
 pytestmark = pytest.mark.django_db
@@ -38,17 +41,15 @@ def _judge_all_open(choice: str = "left") -> None:
         )
 
 
-def _run(tiny_version, tmp_path, judgement_filter: JudgementFilter) -> TrainingRun:
-    return TrainingRun.objects.create(
-        base_version=tiny_version, out_dir=str(tmp_path / "run"), dataset_filters=judgement_filter.to_json()
-    )
+def _run(tiny_version, judgement_filter: JudgementFilter) -> TrainingRun:
+    return TrainingRun.objects.create(base_version=tiny_version, dataset_filters=judgement_filter.to_json())
 
 
 def test_judgements_imported_from_an_excluded_file_are_not_among_the_run_s_judgements(tiny_version, tmp_path):
     _import_judged("gold.jsonl", k=2)
     _judge_all_open()
-    run = _run(tiny_version, tmp_path, JudgementFilter.from_inputs(exclude="gold.jsonl"))
-    dataset_freeze(run=run)
+    run = _run(tiny_version, JudgementFilter.from_inputs(exclude="gold.jsonl"))
+    dataset_freeze(run=run, work=tmp_path / "run")
     assert run.dataset_rows == len(PAIRS)
     assert not run.judgements.filter(source="gold.jsonl").exists()
     assert run.judgements.count() == len(PAIRS)
@@ -61,8 +62,8 @@ def _rows(path) -> list[dict]:  # type: ignore[no-untyped-def]
 def test_the_run_records_exactly_the_judgements_its_files_were_built_from(tiny_version, tmp_path):
     judged_preferences(HELDOUT_MIN_PAIRS)
     _import_judged("pairs.jsonl")
-    run = _run(tiny_version, tmp_path, JudgementFilter())
-    dataset_freeze(run=run)
+    run = _run(tiny_version, JudgementFilter())
+    dataset_freeze(run=run, work=tmp_path / "run")
     rows = _rows(tmp_path / "run" / "dataset.jsonl") + _rows(tmp_path / "run" / "heldout.jsonl")
     in_files = set(
         Judgement.objects.filter(comparison_id__in=[r["comparison_id"] for r in rows]).values_list("id", flat=True)
@@ -76,19 +77,51 @@ def test_freezing_holds_out_a_tenth_of_the_pairs_at_least_eight_and_none_below_f
     tiny_version, tmp_path, pairs, held
 ):
     judged_preferences(pairs)
-    run = _run(tiny_version, tmp_path, JudgementFilter())
-    dataset_freeze(run=run)
+    run = _run(tiny_version, JudgementFilter())
+    dataset_freeze(run=run, work=tmp_path / "run")
     assert (run.dataset_rows, run.heldout_rows) == (pairs - held, held)
     assert len(_rows(tmp_path / "run" / "dataset.jsonl")) == pairs - held
     assert (tmp_path / "run" / "heldout.jsonl").exists() == bool(held)
-    assert run.heldout_path == (str(tmp_path / "run" / "heldout.jsonl") if held else "")
+    assert run.heldout_path == (artifact_store().uri(f"runs/train-{run.pk}/heldout.jsonl") if held else "")
+
+
+def test_the_frozen_files_are_published_to_the_run_s_store_folder(tiny_version, tmp_path):
+    judged_preferences(HELDOUT_MIN_PAIRS)
+    run = _run(tiny_version, JudgementFilter())
+    dataset_freeze(run=run, work=tmp_path / "run")
+    store = artifact_store()
+    assert run.dataset_path == store.uri(f"runs/train-{run.pk}/dataset.jsonl")
+    for uri, local in ((run.dataset_path, "dataset.jsonl"), (run.heldout_path, "heldout.jsonl")):
+        with store.open(uri) as fh:
+            assert fh.read() == (tmp_path / "run" / local).read_bytes()
+
+
+def test_a_host_without_the_frozen_files_fetches_them_and_checks_the_hash(tiny_version, tmp_path):
+    judged_preferences(HELDOUT_MIN_PAIRS)
+    run = _run(tiny_version, JudgementFilter())
+    dataset_freeze(run=run, work=tmp_path / "host-a")
+    lines: list[str] = []
+    dataset, heldout = dataset_fetch(run=run, work=tmp_path / "host-b", log=lines.append)
+    assert dataset.read_bytes() == (tmp_path / "host-a" / "dataset.jsonl").read_bytes()
+    assert heldout is not None and heldout.read_bytes() == (tmp_path / "host-a" / "heldout.jsonl").read_bytes()
+    assert lines[0].startswith(f"fetched dataset.jsonl (") and lines[0].endswith(f") from {run.dataset_path}")
+
+
+def test_a_stored_dataset_that_changed_since_it_was_frozen_is_refused(tiny_version, tmp_path):
+    judged_preferences(4)
+    run = _run(tiny_version, JudgementFilter())
+    dataset_freeze(run=run, work=tmp_path / "host-a")
+    (tmp_path / "other.jsonl").write_text("{}\n")
+    artifact_store().put_file(tmp_path / "other.jsonl", f"runs/train-{run.pk}/dataset.jsonl")
+    with pytest.raises(ValueError, match=f"{re.escape(run.dataset_path)} has SHA-256 .* but the run froze"):
+        dataset_fetch(run=run, work=tmp_path / "host-b", log=lambda line: None)
 
 
 def test_the_held_out_pairs_are_the_seeded_choice_and_never_trained_on(tiny_version, tmp_path):
     comparisons = judged_preferences(HELDOUT_MIN_PAIRS)
-    run = _run(tiny_version, tmp_path, JudgementFilter())
+    run = _run(tiny_version, JudgementFilter())
     run.hyperparameters = {"seed": 7}
-    dataset_freeze(run=run)
+    dataset_freeze(run=run, work=tmp_path / "run")
     held = {r["comparison_id"] for r in _rows(tmp_path / "run" / "heldout.jsonl")}
     trained = {r["comparison_id"] for r in _rows(tmp_path / "run" / "dataset.jsonl")}
     assert held == {comparisons[i].id for i in heldout_indices(HELDOUT_MIN_PAIRS, seed=7)}
@@ -102,8 +135,8 @@ def test_the_frozen_dataset_follows_an_adjudication_against_the_majority(tiny_ve
     overruled = Comparison.objects.order_by("id").first()
     assert overruled is not None
     annotate_services.comparison_adjudicate(comparison_id=overruled.id, outcome="b", by=UserFactory(is_staff=True))
-    run = _run(tiny_version, tmp_path, JudgementFilter())
-    dataset_freeze(run=run)
+    run = _run(tiny_version, JudgementFilter())
+    dataset_freeze(run=run, work=tmp_path / "run")
     rows = {r["comparison_id"]: r for r in _rows(tmp_path / "run" / "dataset.jsonl")}
     assert rows[overruled.id]["chosen"] == overruled.completion_b.messages
     assert rows[overruled.id]["adjudicated"] is True

@@ -83,6 +83,8 @@ class StepReporter:
         self.progress: tuple[int, int, float | None] | None = None
         self.cancel_requested = False
         self.last_write = time.monotonic()
+        # The log has writers beside the engine (the checkpoint uploader's thread): no line may be lost.
+        self._log_lock = threading.Lock()
 
     def on_metrics(self, metrics: dict[str, Any]) -> None:
         """Buffer a training step's metrics, or a held-out evaluation's (``"split": "eval"``)."""
@@ -100,7 +102,9 @@ class StepReporter:
         self.progress = (step, total, eta)
 
     def on_log(self, line: str) -> None:
-        self.run.log_tail = log_tail_append(self.run.log_tail, line)
+        """Buffer a log line (thread-safe: the checkpoint uploader logs from its own thread)."""
+        with self._log_lock:
+            self.run.log_tail = log_tail_append(self.run.log_tail, line)
 
     def should_stop(self) -> bool:
         if time.monotonic() - self.last_write >= self.interval:

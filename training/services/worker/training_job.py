@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +16,16 @@ from annotate.filters import JudgementFilter
 from training.engine_settings import train_spec
 from training.evaluation import HELDOUT_MIN_PAIRS, MARGIN_TAIL_STEPS, Verdict, heldout_indices, learning_verdict
 from training.models import RunStatus, TrainingMetric, TrainingRun
-from training.services.versions import model_version_register, trained_version_name
+from training.services.versions import model_version_local_path, model_version_register, trained_version_name
 from training.services.worker.generation_job import follow_up_generations
+from training.services.worker.run_artifacts import (
+    checkpoint_fetch,
+    checkpoint_uploads,
+    dataset_fetch,
+    dataset_publish,
+    final_model_publish,
+    run_work_dir,
+)
 from training.services.worker.runtime import StepReporter, heartbeat, run_claim, run_finish, run_log_append
 
 
@@ -36,10 +46,12 @@ def training_run_execute(*, run_id: int) -> None:
             follow_up_generations(run=run, version=None)
             return
         verdict = _verdict(run, result)
+        name = trained_version_name(base=run.base_version, run=run)
+        ref = final_model_publish(final_dir=result.final_model_dir, name=name, log=_run_log(run))
         with transaction.atomic():
             version = model_version_register(
-                name=trained_version_name(base=run.base_version, run=run),
-                path=str(result.final_model_dir),
+                name=name,
+                ref=ref,
                 parent=run.base_version,
                 trained_by=run,
             )
@@ -68,27 +80,39 @@ def training_run_execute(*, run_id: int) -> None:
 
 
 def _train(run: TrainingRun) -> Any:
+    """Train in this host's folder for the run, with its data and newest checkpoint fetched from the store."""
     from dpo_engine import TrainConfig, train
 
-    if not run.dataset_path or not Path(run.dataset_path).exists():
-        dataset_freeze(run=run)
+    work = run_work_dir(run)
+    work.mkdir(parents=True, exist_ok=True)
+    log = _run_log(run)
+    if not run.dataset_path:
+        dataset_freeze(run=run, work=work)
         run_log_append(run=run, line=_heldout_note(run))
     if run.dataset_rows == 0:
         raise ValueError("there are no decided comparisons to train on: judge some pairs first")
+    dataset, heldout = dataset_fetch(run=run, work=work, log=log)
+    checkpoint_fetch(run=run, work=work, log=log)
     config = TrainConfig(
-        data=run.dataset_path,
-        eval_data=run.heldout_path or None,
-        model=run.base_version.path,
-        out=run.out_dir,
-        resume=(Path(run.out_dir) / "checkpoints").exists(),
+        data=str(dataset),
+        eval_data=str(heldout) if heldout else None,
+        model=str(model_version_local_path(run.base_version)),
+        out=str(work),
+        resume=(work / "checkpoints").exists(),
         **run.hyperparameters,
     )
     config.validate()
     reporter = StepReporter(run)
+    keep = run.hyperparameters.get("keep_checkpoints", train_spec("keep_checkpoints").default)
     try:
-        return train(config, callbacks=reporter.callbacks())
+        with checkpoint_uploads(run=run, work=work, keep=keep, log=reporter.on_log):
+            return train(config, callbacks=reporter.callbacks())
     finally:
         reporter.flush()
+
+
+def _run_log(run: TrainingRun) -> Callable[[str], None]:
+    return lambda line: run_log_append(run=run, line=line)
 
 
 def _heldout_note(run: TrainingRun) -> str:
@@ -111,15 +135,17 @@ def _verdict(run: TrainingRun, result: Any) -> Verdict:
     )
 
 
-def dataset_freeze(*, run: TrainingRun) -> None:
-    """Export the run's judgements once into its folder, hold out a seeded share, and record both files.
+def dataset_freeze(*, run: TrainingRun, work: Path) -> None:
+    """Export the run's judgements once into ``work``, hold out a seeded share, publish both files to the store.
 
     ``dataset.jsonl`` gets the training pairs (its hash and rows are recorded), ``heldout.jsonl`` the
-    held-out ones. The judgements recorded are the ones the export itself used, for both files, so the
-    run's list cannot drift from what it trained and was measured on.
+    held-out ones; the run records their store URIs. The judgements recorded are the ones the export
+    itself used, for both files, so the run's list cannot drift from what it trained and was measured on.
     """
-    out = Path(run.out_dir)
-    staging = out / ".export.jsonl"
+    # Never trained yet: checkpoints here are a leftover of a reset database's run of the same id.
+    shutil.rmtree(work / "checkpoints", ignore_errors=True)
+    work.mkdir(parents=True, exist_ok=True)
+    staging = work / ".export.jsonl"
     result = annotate_services.export_preferences(
         path=staging,
         fmt="jsonl",
@@ -128,16 +154,14 @@ def dataset_freeze(*, run: TrainingRun) -> None:
     )
     lines = staging.read_text(encoding="utf-8").splitlines(keepends=True)
     held = set(heldout_indices(len(lines), seed=run.hyperparameters.get("seed", train_spec("seed").default)))
-    path, heldout = out / "dataset.jsonl", out / "heldout.jsonl"
+    path, heldout = work / "dataset.jsonl", work / "heldout.jsonl"
     path.write_text("".join(line for i, line in enumerate(lines) if i not in held), encoding="utf-8")
     if held:
         heldout.write_text("".join(lines[i] for i in sorted(held)), encoding="utf-8")
     staging.unlink()
-    run.dataset_path = str(path)
+    run.dataset_path, run.heldout_path = dataset_publish(run=run, dataset=path, heldout=heldout if held else None)
     run.dataset_rows = len(lines) - len(held)
     run.dataset_sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
-    run.heldout_path = str(heldout) if held else ""
     run.heldout_rows = len(held)
     run.save(update_fields=["dataset_path", "dataset_rows", "dataset_sha256", "heldout_path", "heldout_rows"])
     run.judgements.set(result.judgement_ids)
-
