@@ -20,6 +20,7 @@ from training import selectors, services
 from training.artifacts import artifact_store
 from training.models import ModelVersion, RunStatus, TrainingRun
 from training.services.versions import model_version_local_path
+from training.services.worker.run_artifacts import CheckpointUploader, checkpoint_fetch, checkpoint_uploads
 
 pytestmark = pytest.mark.usefixtures("private_queues")
 
@@ -122,3 +123,68 @@ def test_a_run_killed_on_one_host_resumes_on_another_from_its_uploaded_checkpoin
     curve = [json.loads(line) for line in (host_b / "runs" / f"train-{run.pk}" / "metrics.jsonl").open()]
     assert [r["step"] for r in curve if r["split"] == "train"] == steps, "host B's file keeps host A's steps"
     assert run.resumed_count == 1
+
+
+# The uploader and the fetch, on folders written as the engine writes them (by this test here) ---------------
+
+
+def _stored_run() -> TrainingRun:
+    return TrainingRun.objects.create(base_version=ModelVersion.objects.create(name="base", path="/models/base"))
+
+
+def _checkpoint(work: Path, step: int, *, complete: bool = True) -> Path:
+    """A checkpoint folder as ``dpo_engine.checkpoint`` leaves it: ``state.json`` marks it complete."""
+    folder = work / "checkpoints" / (f"step-{step:08d}" if complete else f".tmp-step-{step:08d}")
+    folder.mkdir(parents=True)
+    (folder / "weights.pt").write_bytes(bytes(step) * 1000)
+    if complete:
+        (folder / "state.json").write_text(json.dumps({"step": step}))
+    with (work / "metrics.jsonl").open("a") as fh:
+        fh.write(json.dumps({"step": step, "split": "train"}) + "\n")
+    return folder
+
+
+@pytest.mark.django_db
+def test_the_uploader_puts_the_newest_complete_checkpoint_with_the_metrics_and_keeps_the_newest_few(tmp_path):
+    run, work, lines = _stored_run(), tmp_path / "work", []
+    uploader = CheckpointUploader(run=run, work=work, keep=2, log=lines.append)
+    for step in (1, 2, 3):
+        _checkpoint(work, step)
+        assert uploader.sync() is not None
+    _checkpoint(work, 4, complete=False)
+    assert uploader.sync() is None, "a folder the engine is still writing is not a checkpoint yet"
+    store = artifact_store()
+    assert _names(store.list_dirs(f"{run.store_key}/checkpoints")) == ["step-00000002", "step-00000003"]
+    assert _read(f"{run.store_key}/metrics.jsonl") == (work / "metrics.jsonl").read_bytes()
+    assert lines[-1] == f"uploaded checkpoint step-00000003 (3.0 kB) to {store.uri(run.store_key)}/checkpoints/step-00000003"
+
+
+@pytest.mark.django_db
+def test_the_uploader_s_thread_uploads_a_checkpoint_another_process_writes_while_the_block_runs(tmp_path, wait_for):
+    run, work = _stored_run(), tmp_path / "work"
+    stored = lambda: _names(artifact_store().list_dirs(f"{run.store_key}/checkpoints"))  # noqa: E731
+    with checkpoint_uploads(run=run, work=work, keep=0, log=lambda line: None):
+        _checkpoint(work, 1)
+        wait_for(lambda: stored() == ["step-00000001"], timeout=10, what="the thread's upload")
+        _checkpoint(work, 2)
+    assert stored() == ["step-00000001", "step-00000002"], "the last look after the block uploads what it left"
+
+
+@pytest.mark.django_db
+def test_a_host_without_a_checkpoint_fetches_the_newest_stored_one_and_the_curve_up_to_it(tmp_path):
+    run, host_a, lines = _stored_run(), tmp_path / "host-a", []
+    uploader = CheckpointUploader(run=run, work=host_a, keep=0, log=lambda line: None)
+    for step in (1, 2):
+        _checkpoint(host_a, step)
+        uploader.sync()
+    with (host_a / "metrics.jsonl").open("a") as fh:
+        fh.write('{"step": 3, "spl')  # the engine was writing step 3 when the curve was uploaded
+    uploader._metrics_upload()
+    host_b = tmp_path / "host-b"
+    assert checkpoint_fetch(run=run, work=host_b, log=lines.append) == "step-00000002"
+    fetched = host_b / "checkpoints" / "step-00000002"
+    assert (fetched / "weights.pt").read_bytes() == (host_a / "checkpoints" / "step-00000002" / "weights.pt").read_bytes()
+    assert [json.loads(line)["step"] for line in (host_b / "metrics.jsonl").open()] == [1, 2]
+    assert lines[0].startswith("fetching checkpoint step-00000002 from ")
+    assert re.match(r"fetched checkpoint step-00000002 \(2\.0 kB\) from ", lines[-1])
+    assert checkpoint_fetch(run=run, work=host_b, log=lines.append) is None, "a host with a checkpoint keeps its own"

@@ -20,6 +20,7 @@ from pathlib import Path
 from django.conf import settings
 
 from training.artifacts import ArtifactError, ArtifactRef, artifact_store
+from training.artifacts.store import MANIFEST
 from training.models import TrainingRun
 
 Log = Callable[[str], None]
@@ -135,7 +136,8 @@ def checkpoint_fetch(*, run: TrainingRun, work: Path, log: Log) -> str | None:
         raise ArtifactError(f"could not fetch checkpoint {name}: {exc}") from exc
     target = work / CHECKPOINTS / name
     shutil.rmtree(target, ignore_errors=True)
-    shutil.copytree(cached, target)
+    # The cache's folder carries the store's manifest; the engine's folder is what the engine wrote.
+    shutil.copytree(cached, target, ignore=shutil.ignore_patterns(MANIFEST))
     size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
     log(f"fetched checkpoint {name} ({size_text(size)}) from {uri}")
     _metrics_fetch(run=run, work=work)

@@ -80,8 +80,22 @@ def training_run_execute(*, run_id: int) -> None:
 
 
 def _train(run: TrainingRun) -> Any:
-    """Train in this host's folder for the run, with its data and newest checkpoint fetched from the store."""
-    from dpo_engine import TrainConfig, train
+    """Train in this host's folder for the run, uploading its checkpoints to the store as they are written."""
+    from dpo_engine import train
+
+    config = _train_config(run)
+    reporter = StepReporter(run)
+    try:
+        with checkpoint_uploads(run=run, work=Path(config.out), keep=config.keep_checkpoints, log=reporter.on_log):
+            return train(config, callbacks=reporter.callbacks())
+    finally:
+        reporter.flush()
+
+
+def _train_config(run: TrainingRun) -> Any:
+    """The engine's config for ``run`` on this host: its data frozen (or fetched) and its newest checkpoint
+    fetched from the store into this host's folder for the run, so the engine resumes from it."""
+    from dpo_engine import TrainConfig
 
     work = run_work_dir(run)
     work.mkdir(parents=True, exist_ok=True)
@@ -102,13 +116,7 @@ def _train(run: TrainingRun) -> Any:
         **run.hyperparameters,
     )
     config.validate()
-    reporter = StepReporter(run)
-    keep = run.hyperparameters.get("keep_checkpoints", train_spec("keep_checkpoints").default)
-    try:
-        with checkpoint_uploads(run=run, work=work, keep=keep, log=reporter.on_log):
-            return train(config, callbacks=reporter.callbacks())
-    finally:
-        reporter.flush()
+    return config
 
 
 def _run_log(run: TrainingRun) -> Callable[[str], None]:
