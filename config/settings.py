@@ -197,6 +197,13 @@ RQ = {"WORKER_CLASS": "training.jobs.Worker"}
 
 # Training and generation runs.
 DUET_RUNS_DIR = Path(os.environ.get("DUET_RUNS_DIR", VAR_DIR / "runs"))
+# The artifact store all hosts share (an fsspec URL: file:///shared/folder or s3://bucket/prefix) and
+# this host's cache of fetched folders, keyed by content hash.
+DUET_ARTIFACTS = os.environ.get("DUET_ARTIFACTS", f"file://{(VAR_DIR / 'artifacts').resolve()}")
+DUET_ARTIFACTS_ENDPOINT_URL = (
+    os.environ.get("DUET_ARTIFACTS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL") or None
+)  # S3-compatible stores
+DUET_CACHE = Path(os.environ.get("DUET_CACHE", VAR_DIR / "cache"))
 DUET_JOB_TIMEOUT = int(os.environ.get("DUET_JOB_TIMEOUT", str(60 * 60 * 24)))
 DUET_HEARTBEAT_SECONDS = float(os.environ.get("DUET_HEARTBEAT_SECONDS", "10"))
 DUET_HEARTBEAT_TIMEOUT = float(os.environ.get("DUET_HEARTBEAT_TIMEOUT", "45"))

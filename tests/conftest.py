@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -79,6 +80,7 @@ def redis_service():  # type: ignore[no-untyped-def]
     yield
     process.terminate()
     process.wait(timeout=10)
+
 
 # Training: tiny model versions, a real RQ worker on the test database, private queues ------------
 # (heavy imports stay inside the fixtures, so tests that do not use them do not pay for torch)
@@ -298,3 +300,101 @@ def private_queues(settings):  # type: ignore[no-untyped-def]
         rq.Queue(name, connection=connection).empty()
     connection.close()
     release()
+
+
+# Artifact store: a file:// store and an S3 one served by moto's standalone server ------------------
+
+
+@dataclass
+class Artifacts:
+    """A store set up for one test: its URL, the environment a subprocess "host" needs, and the store."""
+
+    url: str
+    env: dict[str, str]  # DUET_ARTIFACTS (+ endpoint and credentials); each host adds its own DUET_CACHE
+    store: Any  # training.artifacts.ArtifactStore, reading this test's cache
+    cache: Path  # this test process's DUET_CACHE
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+MOTO_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+MOTO_BUCKET = "duet-tests"
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``python -m moto.server`` on a free port, with a bucket made; yields its endpoint URL."""
+    import urllib.request
+
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).close()
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail(f"moto server did not start on {endpoint}: {log.read_text(errors='replace')[-2000:]}")
+            time.sleep(0.2)
+    import s3fs
+
+    s3fs.S3FileSystem(key="testing", secret="testing", client_kwargs={"endpoint_url": endpoint}).mkdir(MOTO_BUCKET)
+    yield endpoint
+    os.killpg(process.pid, signal.SIGTERM)
+    process.wait(timeout=30)
+
+
+def _use_artifacts(
+    settings: Any, monkeypatch: pytest.MonkeyPatch, url: str, env: dict[str, str], cache: Path
+) -> Artifacts:
+    from training.artifacts import artifact_store
+
+    for name, value in env.items():
+        if name.startswith("AWS_"):
+            monkeypatch.setenv(name, value)
+    settings.DUET_ARTIFACTS = url
+    settings.DUET_ARTIFACTS_ENDPOINT_URL = env.get("DUET_ARTIFACTS_ENDPOINT_URL")
+    settings.DUET_CACHE = cache
+    return Artifacts(url=url, env=env, store=artifact_store(), cache=cache)
+
+
+@pytest.fixture
+def file_artifacts(settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Artifacts:  # type: ignore[no-untyped-def]
+    """A ``file://`` store in this test's folder, as a shared filesystem would serve it."""
+    url = f"file://{tmp_path / 'store'}"
+    return _use_artifacts(settings, monkeypatch, url, {"DUET_ARTIFACTS": url}, tmp_path / "cache")
+
+
+@pytest.fixture
+def s3_artifacts(settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, moto_server: str) -> Artifacts:  # type: ignore[no-untyped-def]
+    """An ``s3://`` store under a prefix of this test's own, on the moto server; s3fs talks HTTP to it."""
+    import uuid
+
+    url = f"s3://{MOTO_BUCKET}/{uuid.uuid4().hex[:12]}"
+    env = {"DUET_ARTIFACTS": url, "DUET_ARTIFACTS_ENDPOINT_URL": moto_server, **MOTO_CREDENTIALS}
+    return _use_artifacts(settings, monkeypatch, url, env, tmp_path / "cache")
+
+
+@pytest.fixture(params=["file", "s3"])
+def artifacts(request: pytest.FixtureRequest) -> Artifacts:
+    """The test once with each kind of store."""
+    return request.getfixturevalue(f"{request.param}_artifacts")  # type: ignore[no-any-return]
