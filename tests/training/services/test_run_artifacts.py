@@ -72,16 +72,18 @@ def test_a_run_s_dataset_checkpoints_metrics_and_model_land_in_the_store(
     # 6 pairs / 2 per step x 2 epochs: a checkpoint after steps 1-5 (the last step saves final/); the store
     # keeps the newest two, as the engine does.
     stored = _names(store.list_dirs(f"runs/train-{run.pk}/checkpoints"))
-    assert stored[-1] == "step-00000005" and len(stored) <= 2, stored
+    assert stored[-1] == "step-00000005", stored
+    assert len(stored) <= 2, stored
     assert selectors.newest_checkpoint_step(run) == 5
     curve = [json.loads(line) for line in _read(f"{run.out_dir}/metrics.jsonl").decode().splitlines()]
     assert [r["step"] for r in curve if r["split"] == "train"] == list(range(1, 7))
-    assert re.search(rf"uploaded checkpoint step-00000005 \(\d[\d.]* [kMG]?B\) to {re.escape(run.out_dir)}/", run.log_tail)
+    uploaded = rf"uploaded checkpoint step-00000005 \(\d[\d.]* [kMG]?B\) to {re.escape(run.out_dir)}/checkpoints/"
+    assert re.search(uploaded, run.log_tail), run.log_tail
     version = ModelVersion.objects.get(trained_by=run)
-    assert version.store_url == store.uri(f"models/{version.name}")
+    assert version.store_url.startswith(store.uri("models/"))
     assert version.content_hash == store.ref(version.store_url).content_hash
     assert f"uploaded model {version.name}" in run.log_tail
-    assert (model_version_local_path(version) / "config.json").exists()
+    assert (Path(model_version_local_path(version)) / "config.json").exists(), "another host loads it from the store"
 
 
 @pytest.mark.timeout(420)
@@ -101,8 +103,10 @@ def test_a_run_killed_on_one_host_resumes_on_another_from_its_uploaded_checkpoin
     worker.kill()
     wait_for(lambda: services.training_run_observe(run_id=run.pk).status == RunStatus.FAILED, timeout=30,
              what="the run to be failed")
+    run.refresh_from_db()
     uploaded = selectors.newest_checkpoint_step(run)
-    assert uploaded is not None and uploaded >= 1
+    assert uploaded is not None
+    assert uploaded >= 1
 
     services.training_run_resume(run=run)
     other = Worker(host_b / "runs", tmp_path / "worker-b.log")
@@ -112,7 +116,7 @@ def test_a_run_killed_on_one_host_resumes_on_another_from_its_uploaded_checkpoin
     finally:
         other.stop()
     assert run.status == RunStatus.SUCCEEDED, run.traceback or other.output()
-    assert f"fetched dataset.jsonl" in run.log_tail
+    assert "fetched dataset.jsonl" in run.log_tail
     assert re.search(rf"fetched checkpoint step-{uploaded:08d} \(\d[\d.]* [kMG]?B\) from ", run.log_tail)
     resumed = re.search(r"resumed from (\S+) at step (\d+)/(\d+)", run.log_tail)
     assert resumed is not None, run.log_tail
@@ -155,8 +159,10 @@ def test_the_uploader_puts_the_newest_complete_checkpoint_with_the_metrics_and_k
     assert uploader.sync() is None, "a folder the engine is still writing is not a checkpoint yet"
     store = artifact_store()
     assert _names(store.list_dirs(f"{run.store_key}/checkpoints")) == ["step-00000002", "step-00000003"]
-    assert _read(f"{run.store_key}/metrics.jsonl") == (work / "metrics.jsonl").read_bytes()
-    assert lines[-1] == f"uploaded checkpoint step-00000003 (3.0 kB) to {store.uri(run.store_key)}/checkpoints/step-00000003"
+    curve = _read(f"{run.store_key}/metrics.jsonl").decode().splitlines()
+    assert [json.loads(line)["step"] for line in curve] == [1, 2, 3], "the curve travels with each checkpoint"
+    where = f"{store.uri(run.store_key)}/checkpoints/step-00000003"
+    assert lines[-1] == f"uploaded checkpoint step-00000003 (3.0 kB) to {where}"
 
 
 @pytest.mark.django_db
@@ -183,7 +189,8 @@ def test_a_host_without_a_checkpoint_fetches_the_newest_stored_one_and_the_curve
     host_b = tmp_path / "host-b"
     assert checkpoint_fetch(run=run, work=host_b, log=lines.append) == "step-00000002"
     fetched = host_b / "checkpoints" / "step-00000002"
-    assert (fetched / "weights.pt").read_bytes() == (host_a / "checkpoints" / "step-00000002" / "weights.pt").read_bytes()
+    written = host_a / "checkpoints" / "step-00000002"
+    assert (fetched / "weights.pt").read_bytes() == (written / "weights.pt").read_bytes()
     assert [json.loads(line)["step"] for line in (host_b / "metrics.jsonl").open()] == [1, 2]
     assert lines[0].startswith("fetching checkpoint step-00000002 from ")
     assert re.match(r"fetched checkpoint step-00000002 \(2\.0 kB\) from ", lines[-1])

@@ -103,8 +103,9 @@ def test_a_host_without_the_frozen_files_fetches_them_and_checks_the_hash(tiny_v
     lines: list[str] = []
     dataset, heldout = dataset_fetch(run=run, work=tmp_path / "host-b", log=lines.append)
     assert dataset.read_bytes() == (tmp_path / "host-a" / "dataset.jsonl").read_bytes()
-    assert heldout is not None and heldout.read_bytes() == (tmp_path / "host-a" / "heldout.jsonl").read_bytes()
-    assert lines[0].startswith(f"fetched dataset.jsonl (") and lines[0].endswith(f") from {run.dataset_path}")
+    assert heldout is not None
+    assert heldout.read_bytes() == (tmp_path / "host-a" / "heldout.jsonl").read_bytes()
+    assert re.fullmatch(rf"fetched dataset.jsonl \(\d[\d.]* [kMG]?B\) from {re.escape(run.dataset_path)}", lines[0])
 
 
 def test_a_stored_dataset_that_changed_since_it_was_frozen_is_refused(tiny_version, tmp_path):

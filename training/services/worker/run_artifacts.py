@@ -20,6 +20,7 @@ from pathlib import Path
 from django.conf import settings
 
 from training.artifacts import ArtifactError, ArtifactRef, artifact_store
+from training.artifacts.models import model_publish, model_version_local_path
 from training.artifacts.store import MANIFEST
 from training.models import TrainingRun
 
@@ -131,7 +132,7 @@ def checkpoint_fetch(*, run: TrainingRun, work: Path, log: Log) -> str | None:
     name = uri.rstrip("/").rsplit("/", 1)[-1]
     log(f"fetching checkpoint {name} from {uri}")
     try:
-        cached = store.get_dir(uri, progress=_fetch_progress(log, name))
+        cached = store.get_dir(uri, progress=fetch_progress(log, name))
     except ArtifactError as exc:
         raise ArtifactError(f"could not fetch checkpoint {name}: {exc}") from exc
     target = work / CHECKPOINTS / name
@@ -144,7 +145,7 @@ def checkpoint_fetch(*, run: TrainingRun, work: Path, log: Log) -> str | None:
     return name
 
 
-def _fetch_progress(log: Log, name: str) -> Callable[[int, int], None]:
+def fetch_progress(log: Log, name: str) -> Callable[[int, int], None]:
     """A progress callback that writes a line to the run's log every ``FETCH_LOG_EVERY_BYTES``."""
     logged = [0]
 
@@ -202,7 +203,7 @@ class CheckpointUploader:
         while not self._stop.wait(UPLOAD_POLL_SECONDS):
             try:
                 self.sync()
-            except Exception as exc:  # noqa: BLE001 - a failed upload is retried at the next look
+            except Exception as exc:  # a failed upload is retried at the next look
                 self.log(f"checkpoint upload failed, retrying: {type(exc).__name__}: {exc}")
 
     def sync(self, *, final: bool = False) -> ArtifactRef | None:
@@ -276,10 +277,20 @@ def checkpoint_uploads(*, run: TrainingRun, work: Path, keep: int, log: Log) -> 
 
 
 def final_model_publish(*, final_dir: Path, name: str, log: Log) -> ArtifactRef:
-    """Publish a finished run's ``final/`` as ``models/<name>/``, so any host can load the version."""
+    """Publish a finished run's ``final/`` as the version's store folder, so any host can load it."""
     try:
-        ref = artifact_store().put_dir(final_dir, f"models/{name}")
+        ref = model_publish(final_dir, name=name)
     except ArtifactError as exc:
         raise ArtifactError(f"could not publish model {name}: {exc}") from exc
     log(f"uploaded model {name} ({size_text(ref.size)}) to {ref.uri}")
     return ref
+
+
+def base_model_fetch(*, run: TrainingRun, log: Log) -> str:
+    """What the engine loads as the run's base model: the version's store folder in this host's cache (fetched
+    with progress in the run's log when absent), or its built-in name or hub id."""
+    version = run.base_version
+    try:
+        return model_version_local_path(version, progress=fetch_progress(log, version.name))
+    except ArtifactError as exc:
+        raise ArtifactError(f"could not fetch base model {version.name}: {exc}") from exc

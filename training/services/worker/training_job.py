@@ -16,9 +16,10 @@ from annotate.filters import JudgementFilter
 from training.engine_settings import train_spec
 from training.evaluation import HELDOUT_MIN_PAIRS, MARGIN_TAIL_STEPS, Verdict, heldout_indices, learning_verdict
 from training.models import RunStatus, TrainingMetric, TrainingRun
-from training.services.versions import model_version_local_path, model_version_register, trained_version_name
+from training.services.versions import model_version_register, trained_version_name
 from training.services.worker.generation_job import follow_up_generations
 from training.services.worker.run_artifacts import (
+    base_model_fetch,
     checkpoint_fetch,
     checkpoint_uploads,
     dataset_fetch,
@@ -51,6 +52,7 @@ def training_run_execute(*, run_id: int) -> None:
         with transaction.atomic():
             version = model_version_register(
                 name=name,
+                path=ref.uri,
                 ref=ref,
                 parent=run.base_version,
                 trained_by=run,
@@ -110,7 +112,7 @@ def _train_config(run: TrainingRun) -> Any:
     config = TrainConfig(
         data=str(dataset),
         eval_data=str(heldout) if heldout else None,
-        model=str(model_version_local_path(run.base_version)),
+        model=base_model_fetch(run=run, log=log),
         out=str(work),
         resume=(work / "checkpoints").exists(),
         **run.hyperparameters,
