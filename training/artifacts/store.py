@@ -70,6 +70,19 @@ def _local_files(folder: Path) -> list[tuple[str, Path]]:
     return files
 
 
+def _manifest_bytes_of(entries: list[dict[str, Any]], size: int) -> bytes:
+    return json.dumps({"files": entries, "size": size}, indent=1, sort_keys=True).encode()
+
+
+def local_content_hash(folder: Path) -> str:
+    """The content hash ``put_dir`` would give ``folder``, computed without a store (one read of each file)."""
+    files = _local_files(folder)
+    entries: list[dict[str, Any]] = [
+        {"path": rel, "size": path.stat().st_size, "sha256": _file_sha256(path)} for rel, path in files
+    ]
+    return hashlib.sha256(_manifest_bytes_of(entries, sum(path.stat().st_size for _, path in files))).hexdigest()
+
+
 class _Counter:
     """Adds chunk sizes up and reports (done, total) to the caller's progress callback."""
 
@@ -244,28 +257,18 @@ class ArtifactStore:
         files = _local_files(local)
         counter = _Counter(sum(path.stat().st_size for _, path in files), progress)
         if (existing := self.ref(key)) is not None:
-            if self._same_content(files, existing):
+            if local_content_hash(local) == existing.content_hash:
                 return existing
             self.remove(key)
         entries = []
         for rel, path in files:
             _, size, sha = self._put_file(path, f"{key.strip('/')}/{rel}", counter)
             entries.append({"path": rel, "size": size, "sha256": sha})
-        raw = json.dumps({"files": entries, "size": counter.done}, indent=1, sort_keys=True).encode()
+        raw = _manifest_bytes_of(entries, counter.done)
         manifest_path = f"{self._path(key)}/{MANIFEST}"
         with self._errors(self._uri_of_path(manifest_path)):
             self.fs.pipe_file(manifest_path, raw)
         return ArtifactRef(uri=self.uri(key), content_hash=hashlib.sha256(raw).hexdigest(), size=counter.done)
-
-    def _same_content(self, files: list[tuple[str, Path]], existing: ArtifactRef) -> bool:
-        manifest = self.manifest(existing.uri) or {}
-        listed = {entry["path"]: entry for entry in manifest.get("files", [])}
-        if set(listed) != {rel for rel, _ in files}:
-            return False
-        return all(
-            listed[rel]["size"] == path.stat().st_size and listed[rel]["sha256"] == _file_sha256(path)
-            for rel, path in files
-        )
 
     def list_dirs(self, prefix_key: str) -> list[str]:
         """URIs of the complete folders directly under ``prefix_key``, in natural order (step-20 before step-100)."""

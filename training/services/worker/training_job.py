@@ -14,7 +14,7 @@ from annotate.filters import JudgementFilter
 from training.engine_settings import train_spec
 from training.evaluation import HELDOUT_MIN_PAIRS, MARGIN_TAIL_STEPS, Verdict, heldout_indices, learning_verdict
 from training.models import RunStatus, TrainingMetric, TrainingRun
-from training.services.versions import model_version_register, trained_version_name
+from training.services.versions import model_version_local_path, model_version_register, trained_version_name
 from training.services.worker.generation_job import follow_up_generations
 from training.services.worker.runtime import StepReporter, heartbeat, run_claim, run_finish, run_log_append
 
@@ -78,7 +78,7 @@ def _train(run: TrainingRun) -> Any:
     config = TrainConfig(
         data=run.dataset_path,
         eval_data=run.heldout_path or None,
-        model=run.base_version.path,
+        model=model_version_local_path(run.base_version),
         out=run.out_dir,
         resume=(Path(run.out_dir) / "checkpoints").exists(),
         **run.hyperparameters,
