@@ -14,7 +14,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("name", help="a unique name for the version")
-        parser.add_argument("path", help="store URL, local folder or .gguf file, Hugging Face model id or built-in name")
+        parser.add_argument("path", help="store URL, local folder or .gguf file, Hugging Face id or built-in name")
         parser.add_argument("--parent", default=None, help="the version it was derived from")
 
     def handle(self, *args: object, **options: object) -> None:
