@@ -216,10 +216,11 @@ class ArtifactStore:
 
     def manifest(self, uri_or_key: str) -> dict[str, Any] | None:
         """The folder's manifest, or None while it is incomplete or absent."""
-        raw = self._manifest_bytes(uri_or_key)
+        raw = self.manifest_bytes(uri_or_key)
         return None if raw is None else json.loads(raw)
 
-    def _manifest_bytes(self, uri_or_key: str) -> bytes | None:
+    def manifest_bytes(self, uri_or_key: str) -> bytes | None:
+        """The manifest exactly as stored (its sha256 is the content hash), or None."""
         path = f"{self._path(uri_or_key)}/{MANIFEST}"
         with self._errors(self._uri_of_path(path)):
             try:
@@ -229,7 +230,7 @@ class ArtifactStore:
 
     def ref(self, uri_or_key: str) -> ArtifactRef | None:
         """The published folder at ``uri_or_key``, or None when it has no manifest."""
-        raw = self._manifest_bytes(uri_or_key)
+        raw = self.manifest_bytes(uri_or_key)
         if raw is None:
             return None
         return ArtifactRef(
@@ -239,7 +240,7 @@ class ArtifactStore:
         )
 
     def _require_manifest(self, uri_or_key: str) -> tuple[bytes, dict[str, Any]]:
-        raw = self._manifest_bytes(uri_or_key)
+        raw = self.manifest_bytes(uri_or_key)
         if raw is None:
             where = self._uri_of_path(f"{self._path(uri_or_key)}/{MANIFEST}")
             raise ArtifactError(f"{where} not found in the store ({self._where()}): the folder is absent or incomplete")
