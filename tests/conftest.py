@@ -363,14 +363,26 @@ def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     process.wait(timeout=30)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def artifacts_out_of_the_checkout(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Tests (and the workers they start, through the environment) publish into a folder of this session's,
+    never into the checkout's ``var/artifacts``."""
+    from django.conf import settings
+
+    root = tmp_path_factory.mktemp("artifacts")
+    os.environ["DUET_ARTIFACTS"] = settings.DUET_ARTIFACTS = f"file://{root / 'store'}"
+    os.environ["DUET_CACHE"] = str(root / "cache")
+    settings.DUET_CACHE = root / "cache"
+
+
 def _use_artifacts(
     settings: Any, monkeypatch: pytest.MonkeyPatch, url: str, env: dict[str, str], cache: Path
 ) -> Artifacts:
     from training.artifacts import artifact_store
 
-    for name, value in env.items():
-        if name.startswith("AWS_"):
-            monkeypatch.setenv(name, value)
+    # Through the environment too: a worker the test starts uses the same store (and, as one host, the cache).
+    for name, value in {**env, "DUET_CACHE": str(cache)}.items():
+        monkeypatch.setenv(name, value)
     settings.DUET_ARTIFACTS = url
     settings.DUET_ARTIFACTS_ENDPOINT_URL = env.get("DUET_ARTIFACTS_ENDPOINT_URL")
     settings.DUET_CACHE = cache

@@ -15,7 +15,7 @@ from annotate import services as annotate_services
 from annotate.filters import JudgementFilter, quality_options
 from config.api_types import RowId
 from config.auth import StaffBearerToken
-from training import selectors, services
+from training import downloads, selectors, services
 from training.engine_settings import SAMPLING_FIELDS, sampling_spec, schema_field, train_settings_fields
 from training.models import GenerationRun, ModelVersion, RunStatus, TrainingMetric, TrainingRun
 from training.services.control import MAX_PROMPTS_MAX
@@ -83,6 +83,8 @@ class ModelOut(Schema):
     trained_by_run: int | None
     is_default: bool
     created_at: datetime
+    store_url: str
+    content_hash: str
 
 
 GenerationIn = create_model(  # type: ignore[call-overload]
@@ -235,9 +237,43 @@ def models_list(request: HttpRequest) -> Any:
             "trained_by_run": v.trained_by_id,
             "is_default": v.is_default,
             "created_at": v.created_at,
+            "store_url": v.store_url,
+            "content_hash": v.content_hash,
         }
         for v in ModelVersion.objects.select_related("parent").order_by("id")
     ]
+
+
+def _streamed(respond: Callable[[], Any]) -> Any:
+    try:
+        return respond()
+    except downloads.NothingToDownload as exc:
+        return 404, {"detail": str(exc)}
+
+
+_TAR = {"responses": {200: {"description": "a tar stream", "content": {"application/x-tar": {}}}}}
+_JSONL = {"responses": {200: {"description": "JSON lines", "content": {"application/jsonl": {}}}}}
+
+
+@router.get("/models/{version_id}/download", response={404: ErrorOut}, openapi_extra=_TAR)
+def model_download(request: HttpRequest, version_id: RowId) -> Any:
+    """The version's weights as a tar, streamed from the artifact store."""
+    version = get_object_or_404(ModelVersion, pk=version_id)
+    return _streamed(lambda: downloads.version_tar_response(version))
+
+
+@router.get("/runs/{run_id}/dataset", response={404: ErrorOut}, openapi_extra=_JSONL)
+def run_dataset(request: HttpRequest, run_id: RowId) -> Any:
+    """The run's frozen training pairs, streamed from the artifact store."""
+    run = get_object_or_404(TrainingRun, pk=run_id)
+    return _streamed(lambda: downloads.run_file_response(run, "dataset"))
+
+
+@router.get("/runs/{run_id}/heldout", response={404: ErrorOut}, openapi_extra=_JSONL)
+def run_heldout(request: HttpRequest, run_id: RowId) -> Any:
+    """The run's held-out pairs, streamed from the artifact store."""
+    run = get_object_or_404(TrainingRun, pk=run_id)
+    return _streamed(lambda: downloads.run_file_response(run, "heldout"))
 
 
 @router.post("/generations", response={202: GenerationOut, 400: ErrorOut, 404: ErrorOut, 503: ErrorOut})

@@ -12,6 +12,10 @@ from training.engine_settings import sampling_default
 class ModelVersion(models.Model):
     name = models.CharField(max_length=200, unique=True)
     path = models.CharField(max_length=1000, help_text="Where the weights are: a built-in name, a hub id or a folder.")
+    store_url = models.CharField(
+        max_length=1000, blank=True, help_text="The weights' folder in the artifact store, when they were published."
+    )
+    content_hash = models.CharField(max_length=64, blank=True, help_text="sha256 of the store folder's manifest.")
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
     trained_by = models.OneToOneField(
         "TrainingRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="produced_version"

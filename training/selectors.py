@@ -5,17 +5,16 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import Any
 
 from django.conf import settings
 from django.db.models import Count, F, Prefetch
-from django.http import Http404
 from django.shortcuts import get_object_or_404
 
 from annotate.filters import JudgementFilter
 from annotate.models import Comparison, Completion, Prompt, Purpose
 from annotate.selectors import preference_decisions
-from training.artifacts import ArtifactError, artifact_store
+from training.artifacts import artifact_store
 from training.charts import Series, legend, line_chart
 from training.engine_settings import training_config_check
 from training.evaluation import HELDOUT_MIN_PAIRS, heldout_size
@@ -203,22 +202,6 @@ def newest_checkpoint_step(run: TrainingRun) -> int | None:
         except (OSError, ValueError, KeyError):
             continue
     return None
-
-
-# The frozen files a run's page offers for download, by the name in its URL.
-RUN_FILES = {"dataset": "dataset_path", "heldout": "heldout_path"}
-
-
-def training_run_file(*, run_id: int, name: str) -> tuple[BinaryIO, str]:
-    """A stream of one of the run's frozen files, from the artifact store (never a worker's disk), and its file name."""
-    run = get_object_or_404(TrainingRun, pk=run_id)
-    uri = getattr(run, RUN_FILES[name], "") if name in RUN_FILES else ""
-    if not uri:
-        raise Http404(f"training run {run_id} has no {name} file")
-    try:
-        return artifact_store().open(uri), f"train-{run_id}-{name}.jsonl"
-    except ArtifactError as exc:
-        raise Http404(str(exc)) from exc
 
 
 def training_run_detail(*, run_id: int) -> TrainingRunDetail:

@@ -13,7 +13,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
-from django.http import FileResponse, HttpResponse, HttpResponseBase
+from django.http import HttpResponse, HttpResponseBase, HttpResponseNotFound
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -21,7 +21,7 @@ from annotate import selectors as annotate_selectors
 from annotate import services as annotate_services
 from annotate.filters import JudgementFilter
 from config.auth import AuthedRequest, staff_required
-from training import selectors, services
+from training import downloads, selectors, services
 from training.evaluation import HELDOUT_MIN, HELDOUT_MIN_PAIRS
 from training.forms import GenerationRunForm, TrainingRunForm
 from training.leaderboard import leaderboard
@@ -119,14 +119,6 @@ def training_run_page(request: AuthedRequest, run_id: int) -> HttpResponse:
 def training_run_live(request: AuthedRequest, run_id: int) -> HttpResponse:
     """The part of the run page that changes while it trains; htmx polls it."""
     return render(request, "training/_run_live.html", _training_context(request, run_id))
-
-
-@staff_required
-@require_GET
-def training_run_file(request: AuthedRequest, run_id: int, name: str) -> HttpResponseBase:
-    """A run's frozen dataset or held-out file, streamed from the artifact store."""
-    stream, filename = selectors.training_run_file(run_id=run_id, name=name)
-    return FileResponse(stream, as_attachment=True, filename=filename, content_type="application/jsonl")
 
 
 def _after_run_action(
@@ -330,6 +322,28 @@ def version_evaluation_round(request: AuthedRequest, version_id: int) -> HttpRes
         request, f"{run} is queued: {version.name} against its parent on the prompts kept for evaluation."
     )
     return redirect("training:generation", run_id=run.pk)
+
+
+@staff_required
+@require_GET
+def version_download(request: AuthedRequest, version_id: int) -> HttpResponseBase:
+    """The version's weights as a tar, streamed from the artifact store."""
+    version = get_object_or_404(ModelVersion, pk=version_id)
+    try:
+        return downloads.version_tar_response(version)
+    except downloads.NothingToDownload as exc:
+        return HttpResponseNotFound(str(exc), content_type="text/plain; charset=utf-8")
+
+
+@staff_required
+@require_GET
+def training_run_file(request: AuthedRequest, run_id: int, which: str) -> HttpResponseBase:
+    """The run's frozen dataset (or held-out) file, streamed from the artifact store."""
+    run = get_object_or_404(TrainingRun, pk=run_id)
+    try:
+        return downloads.run_file_response(run, which)
+    except downloads.NothingToDownload as exc:
+        return HttpResponseNotFound(str(exc), content_type="text/plain; charset=utf-8")
 
 
 # Leaderboard ----------------------------------------------------------------------------

@@ -162,3 +162,28 @@ def test_evaluate_round_for_a_campaign_queues_its_round(plain_versions, settings
     PromptFactory(tags=[settings.DUET_EVAL_TAG])
     _run("evaluate_round", "--model", "child", "--campaign", "helpful")
     assert GenerationRun.objects.get().campaign.slug == "helpful"
+
+
+def test_register_model_publishes_a_local_folder_into_the_store(tiny_model_path, transactional_db, artifacts):
+    out = _run("register_model", "small", str(tiny_model_path))
+    version = ModelVersion.objects.get(name="small")
+    assert f"published {tiny_model_path} to {version.store_url}" in out
+    assert version.store_url.startswith(f"{artifacts.url}/models/small-{version.content_hash[:12]}")
+
+
+def test_register_model_takes_a_store_url(tiny_model_path, transactional_db, artifacts):
+    ref = artifacts.store.put_dir(tiny_model_path, "elsewhere/tiny")
+    assert f"from the store at {ref.uri}" in _run("register_model", "stored", ref.uri)
+    version = ModelVersion.objects.get(name="stored")
+    assert (version.path, version.store_url, version.content_hash) == (ref.uri, ref.uri, ref.content_hash)
+
+
+def test_register_model_refuses_a_store_url_without_a_manifest(transactional_db, file_artifacts):
+    with pytest.raises(CommandError, match=r"/nothing is not a published folder: it has no MANIFEST\.json"):
+        call_command("register_model", "x", f"{file_artifacts.url}/nothing")
+    assert not ModelVersion.objects.filter(name="x").exists()
+
+
+def test_register_model_keeps_the_built_in_name_off_the_store(transactional_db, file_artifacts):
+    assert "each worker resolves it itself" in _run("register_model", "builtin", "smollm2-135m-instruct")
+    assert ModelVersion.objects.get(name="builtin").store_url == ""

@@ -638,18 +638,6 @@ def test_a_run_with_checkpoints_offers_to_resume_from_the_newest(
     assert 'data-testid="resume">Resume from checkpoint (step 6)</button>' in page
 
 
-def test_a_run_s_frozen_dataset_downloads_from_the_store(staff_client: Client, version: ModelVersion, tmp_path) -> None:
-    run = TrainingRun.objects.create(base_version=version, status=RunStatus.SUCCEEDED, dataset_rows=1)
-    (tmp_path / "dataset.jsonl").write_text('{"prompt": "p"}\n')
-    run.dataset_path = artifact_store().put_file(tmp_path / "dataset.jsonl", f"{run.store_key}/dataset.jsonl")
-    run.save()
-    response = staff_client.get(f"/training/runs/{run.pk}/files/dataset.jsonl")
-    assert response.status_code == 200
-    assert b"".join(response.streaming_content) == b'{"prompt": "p"}\n'
-    assert f'filename="train-{run.pk}-dataset.jsonl"' in response["Content-Disposition"]
-    assert staff_client.get(f"/training/runs/{run.pk}/files/heldout.jsonl").status_code == 404
-
-
 @override_settings(RQ_QUEUES=REDIS_DOWN)
 def test_resume_with_redis_down_says_so_and_changes_nothing(staff_client: Client, version: ModelVersion) -> None:
     run = TrainingRun.objects.create(base_version=version, status=RunStatus.FAILED, error="boom")

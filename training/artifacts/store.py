@@ -70,6 +70,19 @@ def _local_files(folder: Path) -> list[tuple[str, Path]]:
     return files
 
 
+def _manifest_bytes_of(entries: list[dict[str, Any]], size: int) -> bytes:
+    return json.dumps({"files": entries, "size": size}, indent=1, sort_keys=True).encode()
+
+
+def local_content_hash(folder: Path) -> str:
+    """The content hash ``put_dir`` would give ``folder``, computed without a store (one read of each file)."""
+    files = _local_files(folder)
+    entries: list[dict[str, Any]] = [
+        {"path": rel, "size": path.stat().st_size, "sha256": _file_sha256(path)} for rel, path in files
+    ]
+    return hashlib.sha256(_manifest_bytes_of(entries, sum(path.stat().st_size for _, path in files))).hexdigest()
+
+
 class _Counter:
     """Adds chunk sizes up and reports (done, total) to the caller's progress callback."""
 
@@ -203,10 +216,11 @@ class ArtifactStore:
 
     def manifest(self, uri_or_key: str) -> dict[str, Any] | None:
         """The folder's manifest, or None while it is incomplete or absent."""
-        raw = self._manifest_bytes(uri_or_key)
+        raw = self.manifest_bytes(uri_or_key)
         return None if raw is None else json.loads(raw)
 
-    def _manifest_bytes(self, uri_or_key: str) -> bytes | None:
+    def manifest_bytes(self, uri_or_key: str) -> bytes | None:
+        """The manifest exactly as stored (its sha256 is the content hash), or None."""
         path = f"{self._path(uri_or_key)}/{MANIFEST}"
         with self._errors(self._uri_of_path(path)):
             try:
@@ -216,7 +230,7 @@ class ArtifactStore:
 
     def ref(self, uri_or_key: str) -> ArtifactRef | None:
         """The published folder at ``uri_or_key``, or None when it has no manifest."""
-        raw = self._manifest_bytes(uri_or_key)
+        raw = self.manifest_bytes(uri_or_key)
         if raw is None:
             return None
         return ArtifactRef(
@@ -226,7 +240,7 @@ class ArtifactStore:
         )
 
     def _require_manifest(self, uri_or_key: str) -> tuple[bytes, dict[str, Any]]:
-        raw = self._manifest_bytes(uri_or_key)
+        raw = self.manifest_bytes(uri_or_key)
         if raw is None:
             where = self._uri_of_path(f"{self._path(uri_or_key)}/{MANIFEST}")
             raise ArtifactError(f"{where} not found in the store ({self._where()}): the folder is absent or incomplete")
@@ -244,28 +258,18 @@ class ArtifactStore:
         files = _local_files(local)
         counter = _Counter(sum(path.stat().st_size for _, path in files), progress)
         if (existing := self.ref(key)) is not None:
-            if self._same_content(files, existing):
+            if local_content_hash(local) == existing.content_hash:
                 return existing
             self.remove(key)
         entries = []
         for rel, path in files:
             _, size, sha = self._put_file(path, f"{key.strip('/')}/{rel}", counter)
             entries.append({"path": rel, "size": size, "sha256": sha})
-        raw = json.dumps({"files": entries, "size": counter.done}, indent=1, sort_keys=True).encode()
+        raw = _manifest_bytes_of(entries, counter.done)
         manifest_path = f"{self._path(key)}/{MANIFEST}"
         with self._errors(self._uri_of_path(manifest_path)):
             self.fs.pipe_file(manifest_path, raw)
         return ArtifactRef(uri=self.uri(key), content_hash=hashlib.sha256(raw).hexdigest(), size=counter.done)
-
-    def _same_content(self, files: list[tuple[str, Path]], existing: ArtifactRef) -> bool:
-        manifest = self.manifest(existing.uri) or {}
-        listed = {entry["path"]: entry for entry in manifest.get("files", [])}
-        if set(listed) != {rel for rel, _ in files}:
-            return False
-        return all(
-            listed[rel]["size"] == path.stat().st_size and listed[rel]["sha256"] == _file_sha256(path)
-            for rel, path in files
-        )
 
     def list_dirs(self, prefix_key: str) -> list[str]:
         """URIs of the complete folders directly under ``prefix_key``, in natural order (step-20 before step-100)."""

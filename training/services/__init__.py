@@ -22,7 +22,12 @@ from training.services.control import (
 )
 from training.services.evaluation_round import evaluation_round_start
 from training.services.queueing import QueueUnavailable
-from training.services.versions import default_model_version, latest_model_version, model_version_register
+from training.services.versions import (
+    default_model_version,
+    latest_model_version,
+    model_version_local_path,
+    model_version_register,
+)
 from training.services.worker import generation_run_execute, training_run_execute
 
 __all__ = [
@@ -36,6 +41,7 @@ __all__ = [
     "generation_run_start",
     "generation_run_start_anyway",
     "latest_model_version",
+    "model_version_local_path",
     "model_version_register",
     "next_round_start",
     "runs_reap_stale",

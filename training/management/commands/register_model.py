@@ -1,15 +1,20 @@
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from training import services
+from training.artifacts import ArtifactError
 from training.models import ModelVersion
 
 
 class Command(BaseCommand):
-    help = "Register a model version: a Hugging Face id, a local folder, or the built-in smollm2-135m-instruct."
+    help = (
+        "Register a model version: a folder in the artifact store (its URL), a local folder or .gguf file "
+        "(published into the store, so workers on other hosts can load it), a Hugging Face id, or the built-in "
+        "smollm2-135m-instruct."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("name", help="a unique name for the version")
-        parser.add_argument("path", help="Hugging Face model id or local folder")
+        parser.add_argument("path", help="store URL, local folder or .gguf file, Hugging Face id or built-in name")
         parser.add_argument("--parent", default=None, help="the version it was derived from")
 
     def handle(self, *args: object, **options: object) -> None:
@@ -22,6 +27,11 @@ class Command(BaseCommand):
             version = services.model_version_register(
                 name=str(options["name"]), path=str(options["path"]), parent=parent
             )
-        except ValueError as exc:
+        except (ValueError, ArtifactError) as exc:
             raise CommandError(str(exc)) from exc
-        self.stdout.write(f"registered {version.name} at {version.path}")
+        if version.store_url and version.store_url != version.path:
+            self.stdout.write(f"registered {version.name}: published {version.path} to {version.store_url}")
+        elif version.store_url:
+            self.stdout.write(f"registered {version.name} from the store at {version.store_url}")
+        else:
+            self.stdout.write(f"registered {version.name} at {version.path} (each worker resolves it itself)")

@@ -15,6 +15,7 @@ from annotate.models import Completion, Prompt
 from training import selectors
 from training.models import GenerationRun, ModelVersion, RunStatus, TrainingRun
 from training.services.queueing import GPU_QUEUE, enqueue_after_commit
+from training.services.versions import model_version_local_path
 from training.services.worker.runtime import heartbeat, run_claim, run_finish, run_log_append
 
 # Prompts sampled per engine call, and stored per transaction: small enough that progress and a cancel are
@@ -58,7 +59,8 @@ class _Models:
         from dpo_engine.models import load_model, load_tokenizer
 
         if version.pk not in self.loaded:
-            self.loaded[version.pk] = (load_model(version.path), load_tokenizer(version.path))
+            local = model_version_local_path(version)
+            self.loaded[version.pk] = (load_model(local), load_tokenizer(local))
         return self.loaded[version.pk]
 
 
