@@ -164,7 +164,7 @@ def training_run_resume(request: AuthedRequest, run_id: int) -> HttpResponseBase
         return refused
     step = selectors.newest_checkpoint_step(run)
     where = f"it continues from its checkpoint at step {step}" if step is not None else (
-        "it has no checkpoint on disk, so it restarts from step 0"
+        "it has no checkpoint in the artifact store, so it restarts from step 0"
     )
     return _after_run_action(request, run, message=f"Queued again: {where}.", level="success")
 

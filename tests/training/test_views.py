@@ -615,7 +615,7 @@ def test_generate_anyway_refuses_a_run_that_learned(staff_client: Client, versio
     assert GenerationRun.objects.count() == 0
 
 
-def test_a_run_without_a_checkpoint_on_disk_offers_to_restart_from_step_0(
+def test_a_run_without_a_stored_checkpoint_offers_to_restart_from_step_0(
     staff_client: Client, version: ModelVersion
 ) -> None:
     run = TrainingRun.objects.create(base_version=version, status=RunStatus.FAILED)
