@@ -16,7 +16,8 @@ from training.evaluation import HELDOUT_MIN_PAIRS, MARGIN_TAIL_STEPS, Verdict, h
 from training.models import RunStatus, TrainingMetric, TrainingRun
 from training.services.versions import model_version_register, trained_version_name
 from training.services.worker.generation_job import follow_up_generations
-from training.services.worker.runtime import StepReporter, heartbeat, run_claim, run_finish, run_log_append
+from training.services.worker.engine import engine_train
+from training.services.worker.runtime import Heartbeat, heartbeat, run_claim, run_finish, run_log_append
 
 
 def training_run_execute(*, run_id: int) -> None:
@@ -29,8 +30,8 @@ def training_run_execute(*, run_id: int) -> None:
         return
     run = TrainingRun.objects.select_related("base_version").get(pk=run_id)
     try:
-        with heartbeat(model=TrainingRun, run_id=run_id):
-            result = _train(run)
+        with heartbeat(model=TrainingRun, run_id=run_id) as beat:
+            result = _train(run, beat)
         if result.stopped:
             run_finish(run=run, status=RunStatus.CANCELLED, error="cancelled from the page")
             follow_up_generations(run=run, version=None)
@@ -67,8 +68,8 @@ def training_run_execute(*, run_id: int) -> None:
         raise
 
 
-def _train(run: TrainingRun) -> Any:
-    from dpo_engine import TrainConfig, train
+def _train(run: TrainingRun, beat: Heartbeat) -> Any:
+    from dpo_engine import TrainConfig
 
     if not run.dataset_path or not Path(run.dataset_path).exists():
         dataset_freeze(run=run)
@@ -84,11 +85,7 @@ def _train(run: TrainingRun) -> Any:
         **run.hyperparameters,
     )
     config.validate()
-    reporter = StepReporter(run)
-    try:
-        return train(config, callbacks=reporter.callbacks())
-    finally:
-        reporter.flush()
+    return engine_train(config=config, run=run, beat=beat)
 
 
 def _heldout_note(run: TrainingRun) -> str:
