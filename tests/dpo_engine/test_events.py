@@ -95,7 +95,8 @@ def test_under_torchrun_rank_0_alone_reports_and_sigterm_stops_cleanly_with_a_ch
     try:
         deadline = time.monotonic() + 300
         while not any(e["event"] == "progress" and e["step"] >= 2 for e in seen):
-            assert time.monotonic() < deadline and launcher.poll() is None, "two steps within 300 s"
+            assert launcher.poll() is None, launcher.communicate()[0].decode(errors="replace")[-3000:]
+            assert time.monotonic() < deadline, "two steps within 300 s"
             seen += reader.read()
             time.sleep(0.2)
         os.killpg(launcher.pid, signal.SIGTERM)

@@ -78,7 +78,7 @@ class ChildGroup:
 
         with output.open("wb") as log:
             # preexec_fn only calls prctl: no lock another thread of the job could hold is taken in the child.
-            self.process = subprocess.Popen(  # noqa: S603
+            self.process = subprocess.Popen(
                 list(args), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=dict(env),
                 process_group=0, preexec_fn=die_with_parent,
             )

@@ -15,8 +15,8 @@ from training.engine_settings import train_spec
 from training.evaluation import HELDOUT_MIN_PAIRS, MARGIN_TAIL_STEPS, Verdict, heldout_indices, learning_verdict
 from training.models import RunStatus, TrainingMetric, TrainingRun
 from training.services.versions import model_version_register, trained_version_name
-from training.services.worker.generation_job import follow_up_generations
 from training.services.worker.engine import engine_train
+from training.services.worker.generation_job import follow_up_generations
 from training.services.worker.runtime import Heartbeat, heartbeat, run_claim, run_finish, run_log_append
 
 
