@@ -91,9 +91,10 @@ class TrainingRunForm(JudgementFilterForm):
     processes = forms.IntegerField(
         min_value=1,
         initial=1,
+        required=False,
         label="Processes",
-        help_text="GPUs per run (processes). More than one launches the engine through torchrun, and the run waits "
-        "for a worker with that many GPUs (DUET_GPUS).",
+        help_text="GPUs per run (processes). Empty: 1. More than one launches the engine through torchrun, and the "
+        "run waits for a worker with that many GPUs (DUET_GPUS).",
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -131,6 +132,10 @@ class TrainingRunForm(JudgementFilterForm):
         if "loss" in changed:
             changed["loss"] = [changed["loss"]]
         return changed
+
+    def clean_processes(self) -> int:
+        """Empty (or left out) is one process."""
+        return self.cleaned_data.get("processes") or 1
 
     def clean_optimizer(self) -> str | None:
         return self.cleaned_data.get("optimizer") or None

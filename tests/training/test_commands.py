@@ -162,3 +162,20 @@ def test_evaluate_round_for_a_campaign_queues_its_round(plain_versions, settings
     PromptFactory(tags=[settings.DUET_EVAL_TAG])
     _run("evaluate_round", "--model", "child", "--campaign", "helpful")
     assert GenerationRun.objects.get().campaign.slug == "helpful"
+
+
+def test_train_dpo_processes_queues_a_run_on_that_many_processes(tiny_version):
+    out = _run("train_dpo", "--base", "tiny", "--processes", "2")
+    assert TrainingRun.objects.get().processes == 2
+    assert "queued" in out
+
+
+def test_train_dpo_refuses_more_processes_than_the_limit(tiny_version):
+    with pytest.raises(CommandError, match="processes"):
+        call_command("train_dpo", "--base", "tiny", "--processes", "99")
+    assert not TrainingRun.objects.exists()
+
+
+def test_next_round_trains_on_the_processes_asked_for(tiny_version):
+    _run("next_round", "--base", "tiny", "--processes", "2")
+    assert TrainingRun.objects.get().processes == 2

@@ -947,3 +947,21 @@ def test_reading_a_generation_round_whose_worker_died_fails_it(staff_client: Cli
     staff_client.get(f"/training/generations/{run.pk}/")
     run.refresh_from_db()
     assert run.status == RunStatus.FAILED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_start_form_asks_for_gpus_per_run_and_the_run_page_shows_them(
+    staff_client: Client, version: ModelVersion
+) -> None:
+    assert "GPUs per run (processes)" in _text(staff_client.get("/training/runs/new/"))
+    staff_client.post("/training/runs/new/", _start_form(version, processes="2"))
+    run = TrainingRun.objects.get()
+    assert run.processes == 2
+    page = _text(staff_client.get(f"/training/runs/{run.pk}/"))
+    assert re.search(r'data-testid="processes">2 processes \(GPUs per run\)', page)
+
+
+def test_the_start_form_refuses_more_processes_than_the_limit(staff_client: Client, version: ModelVersion) -> None:
+    response = staff_client.post("/training/runs/new/", _start_form(version, processes="99"))
+    assert response.status_code == 400
+    assert not TrainingRun.objects.exists()
