@@ -99,3 +99,12 @@ def test_duet_gpus_is_the_worker_s_gpu_count(settings):
 
     settings.DUET_GPUS = 3
     assert worker_gpus() == 3
+
+
+def test_without_duet_gpus_a_host_has_the_cuda_devices_torch_sees_or_one(settings):
+    import torch
+
+    from config.queues import worker_gpus
+
+    settings.DUET_GPUS = None
+    assert worker_gpus() == max(torch.cuda.device_count(), 1)

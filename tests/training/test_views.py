@@ -291,6 +291,15 @@ def test_a_field_filled_in_wins_over_the_engines_choice(staff_client: Client, ve
     assert _fact(page, "schedule-steps") == str(5 * 4)
 
 
+def test_the_preview_resolves_the_schedule_for_the_processes_asked_for(
+    staff_client: Client, version: ModelVersion
+) -> None:
+    judged_preferences(12)
+    page = _preview(staff_client, version, processes="2", batch_size="3", grad_accum="1", epochs="1")
+    assert _fact(page, "schedule-steps") == "2", "12 pairs in steps of 3 pairs on each of 2 processes"
+    assert _fact(page, "schedule-batch").startswith("6 pairs (3 × 1 accumulation × 2 processes)")  # noqa: RUF001
+
+
 def test_the_preview_follows_the_judgement_filter(staff_client: Client, version: ModelVersion) -> None:
     judged_preferences(12)
     judge = Judgement.objects.first().annotator.username
