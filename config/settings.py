@@ -14,6 +14,8 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.utils import get_random_secret_key
 
+from config.queues import gpu_queue
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("DUET_VAR_DIR", BASE_DIR / "var"))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
@@ -186,10 +188,18 @@ DUET_TRUSTED_PROXIES = int(os.environ.get("DUET_TRUSTED_PROXIES", "1" if DUET_PR
 
 # Redis: the real service when REDIS_URL is set, else the embedded one that scripts/start runs.
 REDIS_URL = os.environ.get("REDIS_URL", f"unix://{VAR_DIR / 'redis.sock'}?db=0")
+# The most processes (GPUs) one training run may ask for; a queue gpu-x{N} exists for each N up to it.
+DUET_MAX_PROCESSES_PER_RUN = int(os.environ.get("DUET_MAX_PROCESSES_PER_RUN", "8"))
+# The GPUs this host's worker has (on a CPU host: the gloo processes a run may start); unset: torch counts them.
+DUET_GPUS = int(os.environ["DUET_GPUS"]) if os.environ.get("DUET_GPUS") else None
 RQ_QUEUES = {
     "default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 600},
-    # Training and generation: one job at a time per worker, long timeouts for long runs.
-    "gpu": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 60 * 60 * 24},
+    # Training and generation: one job at a time per worker, long timeouts for long runs; gpu-x{N} holds the
+    # runs that need N GPUs.
+    **{
+        gpu_queue(processes): {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 60 * 60 * 24}
+        for processes in range(1, DUET_MAX_PROCESSES_PER_RUN + 1)
+    },
 }
 RQ_SHOW_ADMIN_LINK = True
 # Every worker also fails the runs of dead workers (a deployment may run workers without `serve`).
@@ -209,6 +219,8 @@ DUET_HEARTBEAT_SECONDS = float(os.environ.get("DUET_HEARTBEAT_SECONDS", "10"))
 DUET_HEARTBEAT_TIMEOUT = float(os.environ.get("DUET_HEARTBEAT_TIMEOUT", "45"))
 # A training run writes its progress, metrics and log at most this often (and reads its cancel flag then).
 DUET_PROGRESS_SECONDS = float(os.environ.get("DUET_PROGRESS_SECONDS", "2"))
+# A cancelled run on several processes gets this long to finish its step and save a checkpoint before it is killed.
+DUET_CANCEL_GRACE_SECONDS = float(os.environ.get("DUET_CANCEL_GRACE_SECONDS", "60"))
 
 # Annotation behaviour.
 DUET_JUDGEMENTS_PER_COMPARISON = int(os.environ.get("DUET_JUDGEMENTS_PER_COMPARISON", "1"))

@@ -7,19 +7,26 @@ Examples::
     python -m dpo_engine generate --prompts prompts.jsonl --out completions.jsonl -n 2
 
 Bad input (unknown model, unreadable data, inconsistent options) ends with one ``error:`` line and
-exit code 2. Ctrl-C once stops training cleanly after the current step and writes a checkpoint for
-``--resume``; a second Ctrl-C aborts.
+exit code 2. Ctrl-C once (or SIGTERM, however often: ``torchrun`` forwards the one it gets) stops training
+cleanly after the current step and writes a checkpoint for ``--resume``; a second Ctrl-C aborts.
+``--events PATH`` makes rank 0 append the run's progress, metrics, log and result to PATH as JSON lines
+(``dpo_engine.events``), for a caller that launched the run as another process.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dpo_engine.events import EventWriter
 
 # argparse's own exit status for bad options, so every kind of bad input ends the same way.
 EXIT_BAD_INPUT = 2
@@ -37,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train with DPO; writes OUT/metrics.jsonl, OUT/checkpoints/ and OUT/final/.",
     )
     add_config_arguments(train_parser, TrainConfig)
+    train_parser.add_argument(
+        "--events", default=None, metavar="PATH",
+        help="append the run's schedule, metrics, progress, log and result to PATH as JSON lines (rank 0 only)",
+    )
     generate_parser = commands.add_parser(
         "generate", help="generate completions in batches",
         description="Sample completions of every prompt; writes OUT as JSONL, one line per completion.",
@@ -56,14 +67,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _train(args: argparse.Namespace) -> int:
     from dpo_engine.config import TrainConfig, config_from_args
     from dpo_engine.data import DataError
+    from dpo_engine.events import EventWriter
     from dpo_engine.models import ModelNotFoundError
     from dpo_engine.trainer import TrainCallbacks, train
 
+    # Under a launcher every process parses the same options; rank 0 alone reports.
+    events = EventWriter(args.events) if args.events and os.environ.get("RANK", "0") == "0" else None
     try:
         config = config_from_args(args, TrainConfig)
     except ValueError as exc:
-        return _error(str(exc))
-    interrupted = {"count": 0}
+        return _error(str(exc), events)
+    interrupted = {"count": 0, "terminated": False}
 
     def on_interrupt(signum: int, frame: FrameType | None) -> None:
         interrupted["count"] += 1
@@ -71,13 +85,23 @@ def _train(args: argparse.Namespace) -> int:
             raise KeyboardInterrupt
         print("\nstopping after this step (Ctrl-C again to abort)", file=sys.stderr)
 
-    previous = signal.signal(signal.SIGINT, on_interrupt)
+    def on_terminate(signum: int, frame: FrameType | None) -> None:
+        # A SIGTERM asks for a clean stop; SIGKILL is how a caller insists.
+        if not interrupted["terminated"]:
+            print("\nSIGTERM: stopping after this step", file=sys.stderr)
+        interrupted["terminated"] = True
+
+    callbacks = TrainCallbacks(should_stop=lambda: interrupted["count"] > 0 or bool(interrupted["terminated"]))
+    previous = signal.signal(signal.SIGINT, on_interrupt), signal.signal(signal.SIGTERM, on_terminate)
     try:
-        result = train(config, callbacks=TrainCallbacks(should_stop=lambda: interrupted["count"] > 0))
+        result = train(config, callbacks=events.callbacks(callbacks) if events else callbacks)
     except (ModelNotFoundError, DataError) as exc:
-        return _error(str(exc))
+        return _error(str(exc), events)
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGINT, previous[0])
+        signal.signal(signal.SIGTERM, previous[1])
+    if events:
+        events.result(result)
     if result.stopped:
         print(f"stopped at step {result.steps}; continue with --resume --out {result.out_dir}")
         return EXIT_INTERRUPTED
@@ -124,6 +148,8 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _error(message: str) -> int:
+def _error(message: str, events: EventWriter | None = None) -> int:
     print(f"error: {message}", file=sys.stderr)
+    if events:
+        events.error(message)
     return EXIT_BAD_INPUT

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
 from ninja import Router, Schema
@@ -46,6 +47,12 @@ class RunIn(Schema):
     campaign: str | None = Field(default=None, description="Only this campaign's judgements (its slug).")
     include_flagged: bool = Field(default=False, description="Keep flagged annotators' judgements.")
     exclude_rushed: bool = Field(default=False, description="Leave out votes faster than the campaign's threshold.")
+    processes: int = Field(
+        default=1,
+        ge=1,
+        le=settings.DUET_MAX_PROCESSES_PER_RUN,
+        description="GPUs per run (processes); more than one waits for a worker with that many GPUs (DUET_GPUS).",
+    )
 
 
 class RunOut(Schema):
@@ -58,6 +65,7 @@ class RunOut(Schema):
     percent: float
     eta_seconds: float | None
     hyperparameters: dict[str, Any]
+    processes: int
     dataset_rows: int
     dataset_sha256: str
     heldout_rows: int
@@ -137,6 +145,7 @@ def run_out(run: TrainingRun) -> dict[str, Any]:
         "percent": run.percent,
         "eta_seconds": run.eta_seconds,
         "hyperparameters": run.hyperparameters,
+        "processes": run.processes,
         "dataset_rows": run.dataset_rows,
         "dataset_sha256": run.dataset_sha256,
         "heldout_rows": run.heldout_rows,
@@ -186,6 +195,7 @@ def run_start(request: HttpRequest, payload: RunIn) -> Any:
                 **quality_options(payload.model_dump(include={"campaign", "include_flagged", "exclude_rushed"})),
             ),
             user=request.user,  # type: ignore[arg-type]
+            processes=payload.processes,
         )
     except services.QueueUnavailable as exc:
         return 503, {"detail": str(exc)}

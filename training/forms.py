@@ -6,6 +6,8 @@ import datetime as dt
 from typing import Any
 
 from django import forms
+from django.conf import settings
+from django.core.validators import MaxValueValidator
 
 from annotate.forms import JudgementFilterForm, start_of_day
 from annotate.models import Campaign
@@ -86,6 +88,14 @@ class TrainingRunForm(JudgementFilterForm):
         empty_label=None,
         label="Start from model version",
     )
+    processes = forms.IntegerField(
+        min_value=1,
+        initial=1,
+        required=False,
+        label="Processes",
+        help_text="GPUs per run (processes). Empty: 1. More than one launches the engine through torchrun, and the "
+        "run waits for a worker with that many GPUs (DUET_GPUS).",
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         from training.services import latest_model_version
@@ -96,6 +106,8 @@ class TrainingRunForm(JudgementFilterForm):
             **(kwargs.pop("initial", None) or {}),
         }
         super().__init__(*args, **kwargs)
+        self.fields["processes"].validators.append(MaxValueValidator(settings.DUET_MAX_PROCESSES_PER_RUN))
+        self.fields["processes"].widget.attrs["max"] = settings.DUET_MAX_PROCESSES_PER_RUN
         for name in TRAINING_FIELDS:
             self.fields[name] = _hyperparameter_field(name)
         self.fields["loss"].help_text = (
@@ -110,7 +122,7 @@ class TrainingRunForm(JudgementFilterForm):
     @property
     def data_fields(self) -> list[forms.BoundField]:
         names = ("base_version", "campaign", "since", "min_agreement", "exclude_annotators")
-        return [self[name] for name in (*names, "include_flagged", "exclude_rushed")]
+        return [self[name] for name in (*names, "include_flagged", "exclude_rushed", "processes")]
 
     def hyperparameters(self) -> dict[str, Any]:
         """The hyper-parameters that differ from ``TrainConfig``'s defaults (every filled "auto" field)."""
@@ -120,6 +132,10 @@ class TrainingRunForm(JudgementFilterForm):
         if "loss" in changed:
             changed["loss"] = [changed["loss"]]
         return changed
+
+    def clean_processes(self) -> int:
+        """Empty (or left out) is one process."""
+        return self.cleaned_data.get("processes") or 1
 
     def clean_optimizer(self) -> str | None:
         return self.cleaned_data.get("optimizer") or None

@@ -1,7 +1,8 @@
 """RQ jobs: primitive ids in, one service call. Enqueued by the services after their transaction commits.
 
 ``Worker`` is the RQ worker every ``manage.py rqworker`` runs (``RQ["WORKER_CLASS"]``): besides
-taking jobs it fails the runs of dead workers, so that no deployment depends on ``serve`` for it.
+taking jobs it fails the runs of dead workers, so that no deployment depends on ``serve`` for it, and a
+worker told to listen on ``gpu`` also takes the multi-GPU runs its host has the GPUs for (``DUET_GPUS``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 from django.db import DatabaseError, connections
 from rq.worker import Worker as RQWorker
 
+from config.queues import GPU_QUEUE, worker_gpus, worker_queue_names
 from training import services
 from training.services.control import REAP_EVERY_SECONDS
 
@@ -36,8 +38,8 @@ class Worker(RQWorker):
     runs beside the fork.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, queues: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(_with_multi_gpu_queues(queues), *args, **kwargs)
         self.reaper_pid = os.getpid()
         self.job_monitoring_interval = min(self.job_monitoring_interval, REAP_EVERY_SECONDS)
 
@@ -60,3 +62,13 @@ class Worker(RQWorker):
         finally:
             # The work-horse is a fork of this process: it must not inherit an open database connection.
             connections.close_all()
+
+
+def _with_multi_gpu_queues(queues: Any) -> list[Any]:
+    """The queues asked for, with ``gpu-x{N}``..``gpu-x2`` before ``gpu`` for a host of N GPUs."""
+    import django_rq
+
+    given = list(queues) if isinstance(queues, list | tuple) else [queues]
+    by_name = {q if isinstance(q, str) else q.name: q for q in given}
+    names = worker_queue_names(list(by_name), gpus=worker_gpus() if GPU_QUEUE in by_name else 1)
+    return [by_name[name] if name in by_name else django_rq.get_queue(name) for name in names]

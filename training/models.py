@@ -130,6 +130,9 @@ class TrainingRun(RunBase):
     )
     verdict = models.TextField(blank=True, help_text="Why the run counts as having learned, or not.")
     resumed_count = models.PositiveSmallIntegerField(default=0)
+    processes = models.PositiveSmallIntegerField(
+        default=1, help_text="GPUs per run (processes): more than one launches the engine through torchrun."
+    )
 
     class Meta(RunBase.Meta):
         pass

@@ -255,12 +255,12 @@ class SchedulePreview:
 
 
 def training_schedule_preview(
-    *, judgement_filter: JudgementFilter, hyperparameters: dict[str, Any]
+    *, judgement_filter: JudgementFilter, hyperparameters: dict[str, Any], processes: int = 1
 ) -> SchedulePreview:
     """Count the pairs the filter would export now and resolve the engine's schedule on the training share.
 
-    Counting streams the decisions (ids only), as the export would; the schedule assumes one process,
-    as the worker runs one.
+    Counting streams the decisions (ids only), as the export would; the schedule is the one ``processes``
+    processes resolve.
     """
     from dpo_engine.config import resolve_schedule
 
@@ -270,7 +270,9 @@ def training_schedule_preview(
         return SchedulePreview(decided, held, error="No decided comparisons match: the run would have nothing to "
                                                     "train on.")
     try:
-        schedule = resolve_schedule(pairs=decided - held, given=training_config_check(hyperparameters))
+        schedule = resolve_schedule(
+            pairs=decided - held, given=training_config_check(hyperparameters), world_size=processes
+        )
     except ValueError as exc:
         return SchedulePreview(decided, held, error=str(exc))
     return SchedulePreview(decided, held, schedule=schedule.to_json())

@@ -59,6 +59,7 @@ def training_run_new(request: AuthedRequest) -> HttpResponseBase:
             hyperparameters=form.hyperparameters(),
             judgement_filter=form.judgement_filter(),
             user=request.user,
+            processes=form.cleaned_data["processes"],
         )
     except services.QueueUnavailable as exc:
         form.add_error(None, f"Not started: {exc}")
@@ -85,7 +86,8 @@ def _preview(form: TrainingRunForm) -> selectors.SchedulePreview | None:
     if not form.is_valid():
         return None
     return selectors.training_schedule_preview(
-        judgement_filter=form.judgement_filter(), hyperparameters=form.hyperparameters()
+        judgement_filter=form.judgement_filter(), hyperparameters=form.hyperparameters(),
+        processes=form.cleaned_data["processes"],
     )
 
 

@@ -7,7 +7,7 @@ schemas, :func:`add_config_arguments` makes ``argparse`` options of them, and ``
 against the number of training pairs.
 """
 
-from dpo_engine.config.arguments import add_config_arguments, config_from_args
+from dpo_engine.config.arguments import add_config_arguments, config_from_args, config_to_args
 from dpo_engine.config.fields import ConfigError, FieldSpec, check_config, check_values, config_fields
 from dpo_engine.config.generation import MAX_NEW_TOKENS_MAX, N_MAX, TEMPERATURE_MAX, GenerateConfig, GenerateDtype
 from dpo_engine.config.schedule import (
@@ -50,6 +50,7 @@ __all__ = [
     "check_values",
     "config_fields",
     "config_from_args",
+    "config_to_args",
     "resolve_eval_every",
     "resolve_schedule",
 ]

@@ -49,6 +49,32 @@ def config_from_args(args: argparse.Namespace, cls: type[Any] = TrainConfig) -> 
     return config
 
 
+def config_to_args(config: Any) -> list[str]:
+    """The command-line options that :func:`config_from_args` turns back into ``config`` (a config dataclass).
+
+    Fields at their default are left out. Every value is joined to its option (``--out=-dir``), so a value that
+    starts with a dash is never read as an option; a list item cannot, and is refused.
+    """
+    args: list[str] = []
+    for spec in config_fields(type(config)):
+        value = getattr(config, spec.name)
+        if not spec.required and value == spec.default:
+            continue
+        option = "--" + spec.name.replace("_", "-")  # a one-letter field answers to its long form too
+        if spec.type is bool:
+            args.append(option if value else f"--no-{option[2:]}")
+        elif value is None:
+            args.append(f"{option}=none")  # only optional scalars have a None that differs from their default
+        elif spec.many:
+            items = [str(item) for item in value]
+            if not items or any(item.startswith("-") for item in items):
+                raise ValueError(f"{option}: {value!r} cannot be written as command-line values")
+            args += [option, *items]
+        else:
+            args.append(f"{option}={value}")
+    return args
+
+
 def _argument(spec: FieldSpec, *, only_given: bool) -> dict[str, Any]:
     bounds = spec.bounds_text()
     # argparse %-formats help text: a literal "10%" must reach it as "10%%".

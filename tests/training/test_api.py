@@ -221,3 +221,18 @@ def version_plain(db):
     from training.models import ModelVersion
 
     return ModelVersion.objects.create(name="plain", path="/models/plain", is_default=True)
+
+
+def test_a_run_started_on_two_processes_says_so(client, tiny_version):
+    response = _post(client, "/api/v1/runs", {"base_version": "tiny", "processes": 2}, StaffFactory())
+    assert response.status_code == 202, response.content
+    assert response.json()["processes"] == 2
+    assert TrainingRun.objects.get().processes == 2
+
+
+@pytest.mark.parametrize("processes", [0, 9])
+def test_a_run_on_a_process_count_out_of_bounds_is_refused(client, tiny_version, processes):
+    response = _post(client, "/api/v1/runs", {"base_version": "tiny", "processes": processes}, StaffFactory())
+    assert response.status_code in (400, 422)
+    assert "processes" in response.content.decode()
+    assert not TrainingRun.objects.exists()

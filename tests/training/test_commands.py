@@ -187,3 +187,20 @@ def test_register_model_refuses_a_store_url_without_a_manifest(transactional_db,
 def test_register_model_keeps_the_built_in_name_off_the_store(transactional_db, file_artifacts):
     assert "each worker resolves it itself" in _run("register_model", "builtin", "smollm2-135m-instruct")
     assert ModelVersion.objects.get(name="builtin").store_url == ""
+
+
+def test_train_dpo_processes_queues_a_run_on_that_many_processes(tiny_version):
+    out = _run("train_dpo", "--base", "tiny", "--processes", "2")
+    assert TrainingRun.objects.get().processes == 2
+    assert "queued" in out
+
+
+def test_train_dpo_refuses_more_processes_than_the_limit(tiny_version):
+    with pytest.raises(CommandError, match="processes"):
+        call_command("train_dpo", "--base", "tiny", "--processes", "99")
+    assert not TrainingRun.objects.exists()
+
+
+def test_next_round_trains_on_the_processes_asked_for(tiny_version):
+    _run("next_round", "--base", "tiny", "--processes", "2")
+    assert TrainingRun.objects.get().processes == 2

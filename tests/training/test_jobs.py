@@ -50,3 +50,11 @@ def test_a_busy_worker_fails_a_run_that_goes_stale_while_its_job_runs(tiny_versi
     run = _running(tiny_version, beat_seconds_ago=0)
     # RQ's own check on a busy worker comes every 30 s; the reaping interval is far shorter.
     wait_for(lambda: _status(run) == RunStatus.FAILED, timeout=25, what="the busy worker to reap the run")
+
+
+def test_the_worker_manage_py_rqworker_starts_listens_on_the_multi_gpu_queues_of_its_gpus(settings):
+    import django_rq
+
+    settings.DUET_GPUS = 3
+    worker = django_rq.get_worker("gpu", "default")
+    assert worker.queue_names() == ["gpu-x3", "gpu-x2", "gpu", "default"]

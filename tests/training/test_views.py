@@ -292,6 +292,15 @@ def test_a_field_filled_in_wins_over_the_engines_choice(staff_client: Client, ve
     assert _fact(page, "schedule-steps") == str(5 * 4)
 
 
+def test_the_preview_resolves_the_schedule_for_the_processes_asked_for(
+    staff_client: Client, version: ModelVersion
+) -> None:
+    judged_preferences(12)
+    page = _preview(staff_client, version, processes="2", batch_size="3", grad_accum="1", epochs="1")
+    assert _fact(page, "schedule-steps") == "2", "12 pairs in steps of 3 pairs on each of 2 processes"
+    assert _fact(page, "schedule-batch").startswith("6 pairs (3 × 1 accumulation × 2 processes)")  # noqa: RUF001
+
+
 def test_the_preview_follows_the_judgement_filter(staff_client: Client, version: ModelVersion) -> None:
     judged_preferences(12)
     judge = Judgement.objects.first().annotator.username
@@ -950,3 +959,21 @@ def test_reading_a_generation_round_whose_worker_died_fails_it(staff_client: Cli
     staff_client.get(f"/training/generations/{run.pk}/")
     run.refresh_from_db()
     assert run.status == RunStatus.FAILED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_start_form_asks_for_gpus_per_run_and_the_run_page_shows_them(
+    staff_client: Client, version: ModelVersion
+) -> None:
+    assert "GPUs per run (processes)" in _text(staff_client.get("/training/runs/new/"))
+    staff_client.post("/training/runs/new/", _start_form(version, processes="2"))
+    run = TrainingRun.objects.get()
+    assert run.processes == 2
+    page = _text(staff_client.get(f"/training/runs/{run.pk}/"))
+    assert re.search(r'data-testid="processes">2 processes \(GPUs per run\)', page)
+
+
+def test_the_start_form_refuses_more_processes_than_the_limit(staff_client: Client, version: ModelVersion) -> None:
+    response = staff_client.post("/training/runs/new/", _start_form(version, processes="99"))
+    assert response.status_code == 400
+    assert not TrainingRun.objects.exists()

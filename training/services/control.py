@@ -21,7 +21,7 @@ from annotate.services.audit import audit_record
 from training.artifacts import artifact_store
 from training.engine_settings import generation_settings_check, training_config_check
 from training.models import GenerationRun, ModelVersion, RunStatus, TrainingRun
-from training.services.queueing import GPU_QUEUE, enqueue_after_commit, queue_check
+from training.services.queueing import GPU_QUEUE, enqueue_after_commit, gpu_queue, processes_check, queue_check
 from training.services.versions import latest_model_version
 
 # The most prompts a round may be limited to: the column is a 32-bit integer on PostgreSQL.
@@ -38,26 +38,32 @@ def training_run_start(
     hyperparameters: dict[str, Any],
     judgement_filter: JudgementFilter | None = None,
     user: User | None = None,
+    processes: int = 1,
 ) -> TrainingRun:
-    """Queue a DPO run on the judgements the filter keeps; the worker freezes them into a dataset first."""
+    """Queue a DPO run on the judgements the filter keeps; the worker freezes them into a dataset first.
+
+    A run on ``processes`` > 1 waits on ``gpu-x{processes}``, which only workers with that many GPUs take.
+    """
     from training import jobs
 
     if judgement_filter is not None and judgement_filter.include_evaluation:
         raise ValueError("evaluation judgements measure a model and are never trained on")
     hyperparameters = training_config_check(hyperparameters)
-    queue_check(name=GPU_QUEUE)
+    queue = gpu_queue(processes_check(processes))
+    queue_check(name=queue)
     with transaction.atomic():
         run = TrainingRun.objects.create(
             base_version=base_version,
             hyperparameters=hyperparameters,
             dataset_filters=(judgement_filter or JudgementFilter()).to_json(),
             created_by=user,
+            processes=processes,
         )
         # The store's URI, not a folder: the worker that takes the run works in a folder of its own host.
         run.out_dir = artifact_store().uri(run.store_key)
         run.save(update_fields=["out_dir"])
         audit_record(action=AuditAction.TRAINING_START, target=run)
-        enqueue_after_commit(run=run, job=jobs.train, queue=GPU_QUEUE)
+        enqueue_after_commit(run=run, job=jobs.train, queue=queue)
     return run
 
 
@@ -81,7 +87,8 @@ def training_run_resume(*, run: TrainingRun) -> TrainingRun:
 
     if run.status not in (RunStatus.FAILED, RunStatus.CANCELLED):
         raise RunStateError(f"only a failed or cancelled run can be resumed; {run} is {run.status}")
-    queue_check(name=GPU_QUEUE)
+    queue = gpu_queue(run.processes)
+    queue_check(name=queue)
     with transaction.atomic():
         TrainingRun.objects.filter(pk=run.pk).update(
             status=RunStatus.QUEUED,
@@ -93,7 +100,7 @@ def training_run_resume(*, run: TrainingRun) -> TrainingRun:
         )
         run.refresh_from_db()
         audit_record(action=AuditAction.TRAINING_RESUME, target=run)
-        enqueue_after_commit(run=run, job=jobs.train, queue=GPU_QUEUE)
+        enqueue_after_commit(run=run, job=jobs.train, queue=queue)
     return run
 
 
@@ -195,10 +202,11 @@ def next_round_start(
     campaign: Campaign | None = None,
     include_flagged: bool = False,
     exclude_rushed: bool = False,
+    processes: int = 1,
 ) -> tuple[TrainingRun, GenerationRun]:
     """Train on the judgements since the last run, then generate the next round with the new version.
 
-    ``include_flagged`` and ``exclude_rushed`` are the training run's, as in any run's filter.
+    ``include_flagged``, ``exclude_rushed`` and ``processes`` are the training run's, as in any run.
 
     The generation run waits, queued, for its training run; the worker enqueues it with the new
     version when training succeeds, and cancels it when training does not. With a ``campaign`` the
@@ -223,6 +231,7 @@ def next_round_start(
                 exclude_rushed=exclude_rushed,
             ),
             user=user,
+            processes=processes,
         )
         gen_run = generation_run_start(
             model_version=base,

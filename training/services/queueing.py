@@ -7,10 +7,26 @@ from typing import Any
 
 from django.db import transaction
 
-from config.queues import GPU_QUEUE, JOB_FAILURE_TTL_SECONDS, QueueUnavailable, enqueue_on_commit, queue_check
+from config.queues import (
+    GPU_QUEUE,
+    JOB_FAILURE_TTL_SECONDS,
+    QueueUnavailable,
+    enqueue_on_commit,
+    gpu_queue,
+    processes_check,
+    queue_check,
+)
 from training.models import GenerationRun, TrainingRun
 
-__all__ = ["GPU_QUEUE", "JOB_FAILURE_TTL_SECONDS", "QueueUnavailable", "enqueue_after_commit", "queue_check"]
+__all__ = [
+    "GPU_QUEUE",
+    "JOB_FAILURE_TTL_SECONDS",
+    "QueueUnavailable",
+    "enqueue_after_commit",
+    "gpu_queue",
+    "processes_check",
+    "queue_check",
+]
 
 
 def enqueue_after_commit(*, run: TrainingRun | GenerationRun, job: Callable[..., Any], queue: str) -> None:

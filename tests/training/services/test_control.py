@@ -83,3 +83,26 @@ def test_a_run_with_a_bad_hyperparameter_names_it_and_queues_nothing(version, hy
     with pytest.raises(ValueError, match=f"^{field} "):
         services.training_run_start(base_version=version, hyperparameters=hyperparameters)
     assert not TrainingRun.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("private_queues")
+def test_a_run_on_two_processes_waits_on_the_two_gpu_queue_and_resumes_there(tiny_version):
+    import django_rq
+
+    run = services.training_run_start(base_version=tiny_version, hyperparameters={}, processes=2)
+    assert run.processes == 2
+    assert django_rq.get_queue("gpu-x2").job_ids == [run.rq_job_id]
+    assert django_rq.get_queue("gpu").count == 0
+    django_rq.get_queue("gpu-x2").empty()
+    TrainingRun.objects.filter(pk=run.pk).update(status=RunStatus.FAILED)
+    run.refresh_from_db()
+    services.training_run_resume(run=run)
+    assert django_rq.get_queue("gpu-x2").job_ids == [run.rq_job_id]
+
+
+@pytest.mark.parametrize("processes", [0, settings.DUET_MAX_PROCESSES_PER_RUN + 1])
+def test_a_run_on_more_processes_than_the_limit_is_refused_and_queues_nothing(version, processes):
+    with pytest.raises(ValueError, match="processes"):
+        services.training_run_start(base_version=version, hyperparameters={}, processes=processes)
+    assert not TrainingRun.objects.exists()

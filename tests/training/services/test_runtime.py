@@ -89,3 +89,22 @@ def test_the_schedule_is_stored_with_its_step_count_before_the_first_step(run):
     )
     run.refresh_from_db()
     assert (run.schedule["total_steps"], run.schedule["regime"], run.progress_total) == (27, "small-data", 27)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_heartbeat_beats_only_while_what_it_covers_is_alive(tiny_version, settings):
+    import time
+
+    from training.services.worker.runtime import heartbeat
+
+    settings.DUET_HEARTBEAT_SECONDS = 0.05
+    run = TrainingRun.objects.create(base_version=tiny_version, status="running")
+    with heartbeat(model=TrainingRun, run_id=run.pk) as beat:
+        beat.alive = lambda: False  # a launched child that has died
+        time.sleep(0.5)
+        run.refresh_from_db()
+        assert run.heartbeat_at is None
+        beat.alive = lambda: True
+        time.sleep(0.5)
+    run.refresh_from_db()
+    assert run.heartbeat_at is not None

@@ -20,8 +20,16 @@ COMMAND_OWNED_TRAIN_FIELDS = RUN_OWNED_TRAIN_FIELDS | {"device"}
 
 
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:
-    """``TrainConfig``'s options that a run takes; only the ones typed reach the parsed options."""
+    """``TrainConfig``'s options that a run takes (only the ones typed reach the parsed options), and
+    ``--processes``."""
+    from django.conf import settings
+
     group = parser.add_argument_group("training (dpo_engine)")
+    group.add_argument(
+        "--processes", type=int, default=1, metavar="N",
+        help=f"GPUs per run (processes), 1 to {settings.DUET_MAX_PROCESSES_PER_RUN}: more than one trains through "
+        "torchrun on a worker with at least N GPUs (DUET_GPUS) (default: 1)",
+    )
     add_config_arguments(group, TrainConfig, exclude=COMMAND_OWNED_TRAIN_FIELDS, only_given=True)
 
 

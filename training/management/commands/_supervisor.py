@@ -14,9 +14,10 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from django.core.management.base import OutputWrapper
+
+from training.services.worker.children import descendants, process_parents
 
 # Restart delays double from the first to the last, so a process that dies at once (a bad setting,
 # Redis gone) is retried calmly instead of in a busy loop.
@@ -53,30 +54,6 @@ def _child_setup() -> None:
 def spawn(args: list[str]) -> subprocess.Popen[bytes]:
     # preexec_fn is safe here: serve runs no threads that could hold a lock across the fork.
     return subprocess.Popen(args, preexec_fn=_child_setup)
-
-
-def _parents() -> dict[int, int]:
-    parents: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if fields[0] not in ("Z", "X"):
-            parents[int(stat.parent.name)] = int(fields[1])
-    return parents
-
-
-def descendants(pid: int) -> list[int]:
-    """Live processes below ``pid`` (from /proc; empty where there is none)."""
-    parents = _parents()
-    found: list[int] = []
-    frontier = {pid}
-    while frontier:
-        children = {child for child, parent in parents.items() if parent in frontier}
-        found.extend(children)
-        frontier = children
-    return found
 
 
 def _reap_orphans(supervised: set[int]) -> None:
@@ -167,7 +144,7 @@ class Supervisor:
 
     def _orphans(self) -> list[int]:
         supervised = self._supervised_pids()
-        orphans = [pid for pid, parent in _parents().items() if parent == os.getpid() and pid not in supervised]
+        orphans = [pid for pid, parent in process_parents().items() if parent == os.getpid() and pid not in supervised]
         return orphans + [pid for orphan in orphans for pid in descendants(orphan)]
 
     def stop(self) -> None:

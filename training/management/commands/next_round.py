@@ -50,6 +50,7 @@ class Command(BaseCommand):
             train_run, gen_run = services.next_round_start(
                 base_version=version_named(options["base"], services.latest_model_version),  # type: ignore[arg-type]
                 hyperparameters=training_options(options),
+                processes=int(options["processes"]),  # type: ignore[call-overload]
                 generation=generation,
                 campaign=campaign_named(options["campaign"]),
                 include_flagged=bool(options["include_flagged"]),

@@ -22,7 +22,8 @@ WEB_GRACEFUL_SECONDS = 10
 
 class Command(BaseCommand):
     help = (
-        "Run Redis (embedded unless REDIS_URL is set), an RQ worker for the gpu and default queues, and gunicorn; "
+        "Run Redis (embedded unless REDIS_URL is set), an RQ worker for the gpu and default queues (and the "
+        "multi-GPU queues its DUET_GPUS fit), and gunicorn; "
         "restart any of them that dies; Ctrl-C (SIGINT or SIGTERM) stops them all, work-horses included."
     )
 

@@ -36,6 +36,7 @@ class Command(BaseCommand):
             run = services.training_run_start(
                 base_version=version_named(options["base"], services.latest_model_version),  # type: ignore[arg-type]
                 hyperparameters=training_options(options),
+                processes=int(options["processes"]),  # type: ignore[call-overload]
                 judgement_filter=JudgementFilter.from_inputs(
                     since=since,
                     min_agreement=float(options["min_agreement"]),  # type: ignore[arg-type]

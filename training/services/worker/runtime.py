@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
@@ -46,20 +47,33 @@ def run_log_append(*, run: Run, line: str) -> None:
     type(run).objects.filter(pk=run.pk).update(log_tail=run.log_tail)
 
 
+@dataclass
+class Heartbeat:
+    """What a job's heartbeat vouches for: ``alive`` answers whether the work is still going on.
+
+    The job's own thread by default; while the job waits on processes it launched, they are the work, and
+    ``alive`` is theirs, so the heartbeat covers the children and stops with them.
+    """
+
+    alive: Callable[[], bool] = field(default=lambda: True)
+
+
 @contextmanager
-def heartbeat(*, model: type[Run], run_id: int) -> Iterator[None]:
+def heartbeat(*, model: type[Run], run_id: int) -> Iterator[Heartbeat]:
     """Beat every few seconds from a thread, so a long step never looks like a dead worker."""
     stop = threading.Event()
+    state = Heartbeat()
 
     def beat() -> None:
         while not stop.wait(settings.DUET_HEARTBEAT_SECONDS):
-            model.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(heartbeat_at=timezone.now())
+            if state.alive():
+                model.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(heartbeat_at=timezone.now())
         close_old_connections()
 
     thread = threading.Thread(target=beat, name=f"heartbeat-{model.__name__}-{run_id}", daemon=True)
     thread.start()
     try:
-        yield
+        yield state
     finally:
         stop.set()
         thread.join(timeout=HEARTBEAT_JOIN_SECONDS)

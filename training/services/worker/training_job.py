@@ -17,6 +17,7 @@ from training.engine_settings import train_spec
 from training.evaluation import HELDOUT_MIN_PAIRS, MARGIN_TAIL_STEPS, Verdict, heldout_indices, learning_verdict
 from training.models import RunStatus, TrainingMetric, TrainingRun
 from training.services.versions import model_version_register, trained_version_name
+from training.services.worker.engine import engine_train
 from training.services.worker.generation_job import follow_up_generations
 from training.services.worker.run_artifacts import (
     base_model_fetch,
@@ -27,7 +28,7 @@ from training.services.worker.run_artifacts import (
     final_model_publish,
     run_work_dir,
 )
-from training.services.worker.runtime import StepReporter, heartbeat, run_claim, run_finish, run_log_append
+from training.services.worker.runtime import Heartbeat, heartbeat, run_claim, run_finish, run_log_append
 
 
 def training_run_execute(*, run_id: int) -> None:
@@ -40,8 +41,8 @@ def training_run_execute(*, run_id: int) -> None:
         return
     run = TrainingRun.objects.select_related("base_version").get(pk=run_id)
     try:
-        with heartbeat(model=TrainingRun, run_id=run_id):
-            result = _train(run)
+        with heartbeat(model=TrainingRun, run_id=run_id) as beat:
+            result = _train(run, beat)
         if result.stopped:
             run_finish(run=run, status=RunStatus.CANCELLED, error="cancelled from the page")
             follow_up_generations(run=run, version=None)
@@ -81,17 +82,11 @@ def training_run_execute(*, run_id: int) -> None:
         raise
 
 
-def _train(run: TrainingRun) -> Any:
+def _train(run: TrainingRun, beat: Heartbeat) -> Any:
     """Train in this host's folder for the run, uploading its checkpoints to the store as they are written."""
-    from dpo_engine import train
-
     config = _train_config(run)
-    reporter = StepReporter(run)
-    try:
-        with checkpoint_uploads(run=run, work=Path(config.out), keep=config.keep_checkpoints, log=reporter.on_log):
-            return train(config, callbacks=reporter.callbacks())
-    finally:
-        reporter.flush()
+    with checkpoint_uploads(run=run, work=Path(config.out), keep=config.keep_checkpoints, log=_run_log(run)):
+        return engine_train(config=config, run=run, beat=beat)
 
 
 def _train_config(run: TrainingRun) -> Any:
