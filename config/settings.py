@@ -202,6 +202,11 @@ DUET_HEARTBEAT_SECONDS = float(os.environ.get("DUET_HEARTBEAT_SECONDS", "10"))
 DUET_HEARTBEAT_TIMEOUT = float(os.environ.get("DUET_HEARTBEAT_TIMEOUT", "45"))
 # A training run writes its progress, metrics and log at most this often (and reads its cancel flag then).
 DUET_PROGRESS_SECONDS = float(os.environ.get("DUET_PROGRESS_SECONDS", "2"))
+# A generation round is cut into shards of about this many prompts (whole chunks of 16), one RQ job each,
+# so that every worker on the gpu queue takes a part of it.
+DUET_GENERATION_SHARD_PROMPTS = int(os.environ.get("DUET_GENERATION_SHARD_PROMPTS", "64"))
+if DUET_GENERATION_SHARD_PROMPTS < 1:
+    raise ImproperlyConfigured(f"DUET_GENERATION_SHARD_PROMPTS must be at least 1, got {DUET_GENERATION_SHARD_PROMPTS}")
 
 # Annotation behaviour.
 DUET_JUDGEMENTS_PER_COMPARISON = int(os.environ.get("DUET_JUDGEMENTS_PER_COMPARISON", "1"))

@@ -23,7 +23,7 @@ from training.services.control import (
 from training.services.evaluation_round import evaluation_round_start
 from training.services.queueing import QueueUnavailable
 from training.services.versions import default_model_version, latest_model_version, model_version_register
-from training.services.worker import generation_run_execute, training_run_execute
+from training.services.worker import generation_run_execute, generation_shard_execute, training_run_execute
 
 __all__ = [
     "QueueUnavailable",
@@ -35,6 +35,7 @@ __all__ = [
     "generation_run_resume",
     "generation_run_start",
     "generation_run_start_anyway",
+    "generation_shard_execute",
     "latest_model_version",
     "model_version_register",
     "next_round_start",

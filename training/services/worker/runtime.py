@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -49,14 +49,25 @@ def run_log_append(*, run: Run, line: str) -> None:
 @contextmanager
 def heartbeat(*, model: type[Run], run_id: int) -> Iterator[None]:
     """Beat every few seconds from a thread, so a long step never looks like a dead worker."""
-    stop = threading.Event()
 
     def beat() -> None:
+        model.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(heartbeat_at=timezone.now())
+
+    with beating(beat, name=f"heartbeat-{model.__name__}-{run_id}"):
+        yield
+
+
+@contextmanager
+def beating(beat: Callable[[], None], *, name: str) -> Iterator[None]:
+    """Call ``beat`` every ``DUET_HEARTBEAT_SECONDS`` from a thread while the block runs."""
+    stop = threading.Event()
+
+    def loop() -> None:
         while not stop.wait(settings.DUET_HEARTBEAT_SECONDS):
-            model.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(heartbeat_at=timezone.now())
+            beat()
         close_old_connections()
 
-    thread = threading.Thread(target=beat, name=f"heartbeat-{model.__name__}-{run_id}", daemon=True)
+    thread = threading.Thread(target=loop, name=name, daemon=True)
     thread.start()
     try:
         yield
