@@ -157,9 +157,10 @@ def _shard_reap(*, shard_id: int, run_id: int, cutoff: datetime) -> int:
         if shard is None:
             return 0  # it beat, or another reaper took it, while this one waited for the lock
         lost = (
-            f"shard {shard.index} lost its worker {shard.worker_name or '?'} on {shard.host or '?'} "
+            f"lost its worker {shard.worker_name or '?'} on {shard.host or '?'} "
             f"(no heartbeat for {settings.DUET_HEARTBEAT_TIMEOUT:g} s)"
         )
+        line = f"shard {shard.index} {lost}"
         now = timezone.now()
         shards = GenerationShard.objects.filter(pk=shard.pk)
         if run.status != RunStatus.RUNNING or run.cancel_requested:
@@ -167,11 +168,11 @@ def _shard_reap(*, shard_id: int, run_id: int, cutoff: datetime) -> int:
         elif shard.attempts < SHARD_ATTEMPTS:
             shards.update(status=RunStatus.QUEUED, rq_job_id="", heartbeat_at=None)
             _enqueue(shard)
-            lost += f"; queued again (attempt {shard.attempts + 1} of {SHARD_ATTEMPTS})"
+            line += f"; queued again (attempt {shard.attempts + 1} of {SHARD_ATTEMPTS})"
         else:
             shards.update(status=RunStatus.FAILED, finished_at=now, error=f"{lost}, {shard.attempts} times")
-            lost += f": {SHARD_ATTEMPTS} workers lost, it fails the round"
-        run.log_tail = log_tail_append(run.log_tail, lost)
+            line += f"; {SHARD_ATTEMPTS} workers lost, it fails the round"
+        run.log_tail = log_tail_append(run.log_tail, line)
         GenerationRun.objects.filter(pk=run.pk).update(log_tail=run.log_tail)
         round_close_if_done(run=run)
     return 1

@@ -92,7 +92,8 @@ def test_two_shards_that_end_together_close_the_round_once(tiny_version):
         )
         for index in range(2)
     )
-    assert first is not None and second is not None
+    assert first is not None
+    assert second is not None
     second_done = threading.Event()
 
     def end_second() -> None:
@@ -195,7 +196,8 @@ def test_a_killed_workers_chunks_survive_and_its_shard_goes_to_another(
     worker.kill()
     kept = set(Completion.objects.filter(generation__generation_run=run.pk).values_list("pk", flat=True))
     shard = GenerationShard.objects.get(run=run)
-    assert shard.status == RunStatus.RUNNING and 0 < len(kept) < 2 * len(prompts), "killed too late to test"
+    assert shard.status == RunStatus.RUNNING, "killed too late to test"
+    assert 0 < len(kept) < 2 * len(prompts), "killed too late to test"
     other_worker.start(env=fast_reaping)
     wait_for(lambda: _finished(run), timeout=300, what="the round to finish on the other worker")
     assert run.status == RunStatus.SUCCEEDED, run.error + other_worker.output()
@@ -227,7 +229,8 @@ def test_a_cancel_stops_every_shard(tiny_version, worker, other_worker, wait_for
     wait_for(lambda: _finished(run), timeout=120, what="the round to stop")
     assert run.status == RunStatus.CANCELLED
     statuses = list(run.shards.values_list("status", flat=True))
-    assert RunStatus.CANCELLED in statuses and set(statuses) <= {RunStatus.CANCELLED, RunStatus.SUCCEEDED}
+    assert RunStatus.CANCELLED in statuses
+    assert set(statuses) <= {RunStatus.CANCELLED, RunStatus.SUCCEEDED}
     stored = Completion.objects.filter(generation__generation_run=run.pk).count()
     assert stored < 2 * run.progress_total
     time.sleep(3)
