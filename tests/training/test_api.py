@@ -7,7 +7,7 @@ from annotate import services as annotate_services
 from tests.annotate.factories import PromptFactory, StaffFactory, UserFactory
 from tests.training.factories import judged_preferences
 from training import services
-from training.models import GenerationRun, RunStatus, TrainingMetric, TrainingRun
+from training.models import GenerationRun, GenerationShard, RunStatus, TrainingMetric, TrainingRun
 
 # Jobs go to a Redis database of this test process: another test run's worker must not take them.
 pytestmark = pytest.mark.usefixtures("private_queues")
@@ -219,3 +219,17 @@ def version_plain(db):
     from training.models import ModelVersion
 
     return ModelVersion.objects.create(name="plain", path="/models/plain", is_default=True)
+
+
+def test_a_generation_reports_its_shards(client, tiny_version):
+    run = GenerationRun.objects.create(model_version=tiny_version, status=RunStatus.RUNNING)
+    GenerationShard.objects.create(
+        run=run, index=0, prompt_ids=[1, 2, 3], status=RunStatus.SUCCEEDED, prompts_done=3, attempts=1,
+        worker_name="w1", host="gpu-a",
+    )
+    body = client.get(f"/api/v1/generations/{run.pk}", **_auth(StaffFactory())).json()
+    assert [
+        {k: shard[k] for k in ("index", "status", "prompts", "prompts_done", "worker_name", "host", "attempts")}
+        for shard in body["shards"]
+    ] == [{"index": 0, "status": "succeeded", "prompts": 3, "prompts_done": 3, "worker_name": "w1", "host": "gpu-a",
+           "attempts": 1}]
