@@ -9,13 +9,15 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.db import connection, transaction
+from django.utils import timezone
 
-from annotate.models import Comparison, Completion
+from annotate.models import Comparison, Completion, Prompt
 from tests.annotate.factories import PromptFactory
 from tests.conftest import Worker
 from training import services
@@ -128,6 +130,58 @@ def test_a_shard_given_to_another_worker_stores_nothing_more(tiny_version):
     with pytest.raises(generation_job._Lost):
         generation_job._shard_generate(shard)  # the first worker, still alive, reaches its first chunk
     assert not Completion.objects.filter(generation__generation_run=run.pk).exists()
+
+
+def test_a_failed_shard_fails_the_round_by_name_and_a_resume_plans_only_its_prompts(tiny_version, settings):
+    settings.DUET_GENERATION_SHARD_PROMPTS = CHUNK
+    prompts = [PromptFactory() for _ in range(3 * CHUNK)]
+    run = _round(tiny_version)
+    services.generation_run_execute(run_id=run.pk)
+    Prompt.objects.filter(pk=prompts[CHUNK].pk).update(messages=[{"role": "user"}])  # the engine refuses it
+    with pytest.raises(ValueError, match="prompt 0"):
+        _execute(run.pk)
+    for shard_id in GenerationShard.objects.filter(run=run, status=RunStatus.QUEUED).values_list("pk", flat=True):
+        services.generation_shard_execute(shard_id=shard_id)
+    run.refresh_from_db()
+    assert run.status == RunStatus.FAILED
+    assert run.error.startswith("shard 1: ValueError: prompt 0")
+    Prompt.objects.filter(pk=prompts[CHUNK].pk).update(messages=[{"role": "user", "content": "fixed"}])
+    services.generation_run_resume(run=run)
+    services.generation_run_execute(run_id=run.pk)
+    replanned = GenerationShard.objects.filter(run=run).order_by("index")
+    assert [(s.index, s.status, len(s.prompt_ids)) for s in replanned] == [
+        (0, RunStatus.SUCCEEDED, CHUNK), (2, RunStatus.SUCCEEDED, CHUNK), (3, RunStatus.QUEUED, CHUNK),
+    ]
+    _execute(run.pk)
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED
+    assert len(_samples(run)) == 2 * len(prompts)
+
+
+def _stale_shard(version: ModelVersion, *, attempts: int) -> GenerationShard:
+    run = _round(version, status=RunStatus.RUNNING)
+    long_ago = timezone.now() - timedelta(hours=1)
+    return GenerationShard.objects.create(
+        run=run, index=0, prompt_ids=[1], status=RunStatus.RUNNING, attempts=attempts, heartbeat_at=long_ago
+    )
+
+
+def test_a_shard_whose_worker_went_silent_is_queued_again(tiny_version):
+    shard = _stale_shard(tiny_version, attempts=1)
+    assert services.runs_reap_stale() == 1
+    shard.refresh_from_db()
+    assert (shard.status, shard.run.status) == (RunStatus.QUEUED, RunStatus.RUNNING)
+    assert shard.rq_job_id, "it went back to the queue"
+    assert f"queued again (attempt 2 of {generation_shards.SHARD_ATTEMPTS})" in shard.run.log_tail
+
+
+def test_a_shard_that_lost_its_last_worker_fails_the_round(tiny_version):
+    shard = _stale_shard(tiny_version, attempts=generation_shards.SHARD_ATTEMPTS)
+    services.runs_reap_stale()
+    shard.refresh_from_db()
+    assert shard.status == RunStatus.FAILED
+    assert shard.run.status == RunStatus.FAILED
+    assert shard.run.error.startswith("shard 0: lost its worker")
 
 
 # On real workers --------------------------------------------------------------------------------------------
