@@ -1,7 +1,8 @@
 """A generation round stores each chunk as it lands, keeps it when the round stops, and resumes where it stopped.
 
-The round runs in the test process (the job a worker would run) so that a spy on the engine's ``generate``
-can look at the database between two chunks, or fail a chunk as a killed worker would.
+The round runs in the test process (its plan, then each shard, as one worker would take them) so that a spy
+on the engine's ``generate`` can look at the database between two chunks, or fail a chunk as a killed worker
+would.
 """
 
 from __future__ import annotations
