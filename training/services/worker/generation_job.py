@@ -154,7 +154,9 @@ def _shard_generate(shard: GenerationShard) -> None:
     done = selectors.generation_prompts_done(run=run, among=shard.prompt_ids)
     by_id = Prompt.objects.in_bulk(shard.prompt_ids)
     todo = [by_id[p] for p in shard.prompt_ids if p in by_id and p not in done]
-    GenerationShard.objects.filter(pk=shard.pk).update(prompts_done=len(shard.prompt_ids) - len(todo))
+    GenerationShard.objects.filter(pk=shard.pk, attempts=shard.attempts).update(
+        prompts_done=len(shard.prompt_ids) - len(todo)
+    )
     position = {prompt_id: index for index, prompt_id in enumerate(run.prompt_ids)}
     version = run.model_version
     parent = version.parent if run.pairing == GenerationRun.Pairing.PARENT else None
