@@ -221,6 +221,11 @@ DUET_HEARTBEAT_TIMEOUT = float(os.environ.get("DUET_HEARTBEAT_TIMEOUT", "45"))
 DUET_PROGRESS_SECONDS = float(os.environ.get("DUET_PROGRESS_SECONDS", "2"))
 # A cancelled run on several processes gets this long to finish its step and save a checkpoint before it is killed.
 DUET_CANCEL_GRACE_SECONDS = float(os.environ.get("DUET_CANCEL_GRACE_SECONDS", "60"))
+# A generation round is cut into shards of about this many prompts (whole chunks of 16), one RQ job each,
+# so that every worker on the gpu queue takes a part of it.
+DUET_GENERATION_SHARD_PROMPTS = int(os.environ.get("DUET_GENERATION_SHARD_PROMPTS", "64"))
+if DUET_GENERATION_SHARD_PROMPTS < 1:
+    raise ImproperlyConfigured(f"DUET_GENERATION_SHARD_PROMPTS must be at least 1, got {DUET_GENERATION_SHARD_PROMPTS}")
 
 # Annotation behaviour.
 DUET_JUDGEMENTS_PER_COMPARISON = int(os.environ.get("DUET_JUDGEMENTS_PER_COMPARISON", "1"))

@@ -109,6 +109,20 @@ GenerationIn = create_model(  # type: ignore[call-overload]
 )
 
 
+class ShardOut(Schema):
+    index: int
+    status: str
+    prompts: int
+    prompts_done: int
+    worker_name: str
+    host: str
+    attempts: int
+    error: str
+    started_at: datetime | None
+    finished_at: datetime | None
+    heartbeat_at: datetime | None
+
+
 class GenerationOut(Schema):
     id: int
     status: str
@@ -123,6 +137,7 @@ class GenerationOut(Schema):
     created_at: datetime
     finished_at: datetime | None
     campaign: str | None = None
+    shards: list[ShardOut] = Field(default_factory=list, description="The round's parts, one job each.")
 
 
 def _version(name: str | None) -> ModelVersion:
@@ -179,6 +194,22 @@ def generation_out(run: GenerationRun) -> dict[str, Any]:
         "created_at": run.created_at,
         "finished_at": run.finished_at,
         "campaign": run.campaign.slug if run.campaign is not None else None,
+        "shards": [
+            {
+                "index": shard.index,
+                "status": shard.status,
+                "prompts": len(shard.prompt_ids),
+                "prompts_done": shard.prompts_done,
+                "worker_name": shard.worker_name,
+                "host": shard.host,
+                "attempts": shard.attempts,
+                "error": shard.error,
+                "started_at": shard.started_at,
+                "finished_at": shard.finished_at,
+                "heartbeat_at": shard.heartbeat_at,
+            }
+            for shard in selectors.generation_shards(run=run)
+        ],
     }
 
 

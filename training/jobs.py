@@ -29,6 +29,10 @@ def generate(run_id: int) -> None:
     services.generation_run_execute(run_id=run_id)
 
 
+def generate_shard(shard_id: int) -> None:
+    services.generation_shard_execute(shard_id=shard_id)
+
+
 class Worker(RQWorker):
     """An RQ worker that reaps stale runs as it starts and every ``REAP_EVERY_SECONDS`` after.
 
@@ -56,7 +60,7 @@ class Worker(RQWorker):
             return  # the work-horse heartbeats too; its job, not the reaper, owns its database connection
         try:
             if reaped := services.runs_reap_stale():
-                log.warning("marked %d run(s) failed: their worker stopped answering", reaped)
+                log.warning("%d run(s) or shard(s) failed or queued again: their worker stopped answering", reaped)
         except DatabaseError:
             log.exception("could not look for runs of dead workers; trying again at the next heartbeat")
         finally:

@@ -219,3 +219,36 @@ class GenerationRun(RunBase):
 
     def __str__(self) -> str:
         return f"Generation run {self.pk}"
+
+
+class GenerationShard(models.Model):
+    """A slice of a generation round's prompts that one worker answers; a round's shards run in parallel.
+
+    A shard's prompts are whole chunks of the round's frozen prompt list, so where a round is cut does
+    not change its samples (each chunk's seed comes from its position in that list).
+    """
+
+    run = models.ForeignKey(GenerationRun, on_delete=models.CASCADE, related_name="shards")
+    index = models.PositiveIntegerField(help_text="Its place among the round's shards; a resume numbers on.")
+    prompt_ids = models.JSONField(default=list, help_text="The prompts it answers, in the round's order.")
+    status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True)
+    prompts_done = models.PositiveIntegerField(default=0)
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="Workers that took it (a lost one counts).")
+    worker_name = models.CharField(max_length=200, blank=True)
+    host = models.CharField(max_length=200, blank=True)
+    rq_job_id = models.CharField(max_length=100, blank=True)
+    error = models.TextField(blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "index"]
+        constraints = [models.UniqueConstraint(fields=["run", "index"], name="one_shard_per_run_index")]
+
+    def __str__(self) -> str:
+        return f"shard {self.index} of generation run {self.run_id}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED

@@ -18,7 +18,7 @@ from training.artifacts import artifact_store
 from training.charts import Series, legend, line_chart
 from training.engine_settings import training_config_check
 from training.evaluation import HELDOUT_MIN_PAIRS, heldout_size
-from training.models import GenerationRun, ModelVersion, RunStatus, TrainingMetric, TrainingRun
+from training.models import GenerationRun, GenerationShard, ModelVersion, RunStatus, TrainingMetric, TrainingRun
 
 RUNS_SHOWN = 100
 
@@ -379,13 +379,18 @@ def generation_prompts(*, run: GenerationRun) -> list[Prompt]:
     return selected[: run.max_prompts] if run.max_prompts else selected
 
 
-def generation_prompts_done(*, run: GenerationRun) -> set[int]:
-    """The prompts that ``run`` has already answered: a chunk stores all of its prompts' answers or none."""
-    return set(
-        Completion.objects.filter(model_version_id=run.model_version_id, generation__generation_run=run.pk)
-        .values_list("prompt_id", flat=True)
-        .distinct()
-    )
+def generation_prompts_done(*, run: GenerationRun, among: list[int] | None = None) -> set[int]:
+    """The prompts (of ``among``, when given) that ``run`` has already answered: a chunk stores all of its
+    prompts' answers or none."""
+    completions = Completion.objects.filter(model_version_id=run.model_version_id, generation__generation_run=run.pk)
+    if among is not None:
+        completions = completions.filter(prompt_id__in=among)
+    return set(completions.values_list("prompt_id", flat=True).distinct())
+
+
+def generation_shards(*, run: GenerationRun) -> list[GenerationShard]:
+    """The round's shards in order, for its page and the API."""
+    return list(GenerationShard.objects.filter(run=run).order_by("index"))
 
 
 def first_completions(*, version: ModelVersion, prompts: list[Prompt]) -> dict[int, Completion]:

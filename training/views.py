@@ -203,8 +203,10 @@ def training_run_generate_anyway(request: AuthedRequest, run_id: int) -> HttpRes
 
 def _generation_context(request: AuthedRequest, run_id: int, **extra: Any) -> dict[str, Any]:
     services.runs_reap_stale()
+    run = selectors.generation_run_detail(run_id=run_id)
     return {
-        "run": selectors.generation_run_detail(run_id=run_id),
+        "run": run,
+        "shards": selectors.generation_shards(run=run),
         "poll_seconds": POLL_SECONDS,
         "section": "training",
         "flashes": _messages(request),

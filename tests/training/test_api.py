@@ -8,7 +8,7 @@ from tests.annotate.factories import PromptFactory, StaffFactory, UserFactory
 from tests.training.factories import judged_preferences
 from training import services
 from training.artifacts import artifact_store
-from training.models import GenerationRun, RunStatus, TrainingMetric, TrainingRun
+from training.models import GenerationRun, GenerationShard, RunStatus, TrainingMetric, TrainingRun
 
 # Jobs go to a Redis database of this test process: another test run's worker must not take them.
 pytestmark = pytest.mark.usefixtures("private_queues")
@@ -236,3 +236,17 @@ def test_a_run_on_a_process_count_out_of_bounds_is_refused(client, tiny_version,
     assert response.status_code in (400, 422)
     assert "processes" in response.content.decode()
     assert not TrainingRun.objects.exists()
+
+
+def test_a_generation_reports_its_shards(client, tiny_version):
+    run = GenerationRun.objects.create(model_version=tiny_version, status=RunStatus.RUNNING)
+    GenerationShard.objects.create(
+        run=run, index=0, prompt_ids=[1, 2, 3], status=RunStatus.SUCCEEDED, prompts_done=3, attempts=1,
+        worker_name="w1", host="gpu-a",
+    )
+    body = client.get(f"/api/v1/generations/{run.pk}", **_auth(StaffFactory())).json()
+    assert [
+        {k: shard[k] for k in ("index", "status", "prompts", "prompts_done", "worker_name", "host", "attempts")}
+        for shard in body["shards"]
+    ] == [{"index": 0, "status": "succeeded", "prompts": 3, "prompts_done": 3, "worker_name": "w1", "host": "gpu-a",
+           "attempts": 1}]

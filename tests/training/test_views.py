@@ -15,7 +15,7 @@ from tests.training.factories import judged_preferences
 from training import services
 from training.artifacts import artifact_store
 from training.charts import format_number
-from training.models import GenerationRun, ModelVersion, RunStatus, TrainingMetric, TrainingRun
+from training.models import GenerationRun, GenerationShard, ModelVersion, RunStatus, TrainingMetric, TrainingRun
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("private_queues")]
 
@@ -756,6 +756,21 @@ def test_the_generation_page_polls_until_the_round_ends(staff_client: Client, ch
     partial = _text(staff_client.get(f"/training/generations/{run.pk}/live/", headers=HTMX))
     assert "hx-trigger" not in partial
     assert '<div class="value" data-testid="comparisons-created">6</div>' in partial
+
+
+def test_the_generation_page_shows_each_shard_with_its_worker(staff_client: Client, child: ModelVersion) -> None:
+    run = GenerationRun.objects.create(model_version=child, status=RunStatus.RUNNING, progress_total=32)
+    GenerationShard.objects.create(
+        run=run, index=0, prompt_ids=list(range(16)), status=RunStatus.RUNNING, prompts_done=16, attempts=2,
+        worker_name="w-gpu-a", host="gpu-a",
+    )
+    GenerationShard.objects.create(run=run, index=1, prompt_ids=list(range(16, 32)))
+    partial = _text(staff_client.get(f"/training/generations/{run.pk}/live/", headers=HTMX))
+    rows = re.findall(r'<tr data-testid="shard">(.*?)</tr>', partial, re.S)
+    assert len(rows) == 2
+    assert all(cell in rows[0] for cell in ("Running", "16/16", "w-gpu-a", "gpu-a", "<td class=\"num\">2</td>"))
+    assert "Queued" in rows[1]
+    assert "0/16" in rows[1]
 
 
 def test_cancel_stops_a_queued_generation(staff_client: Client, child: ModelVersion) -> None:

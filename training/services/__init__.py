@@ -28,7 +28,7 @@ from training.services.versions import (
     model_version_local_path,
     model_version_register,
 )
-from training.services.worker import generation_run_execute, training_run_execute
+from training.services.worker import generation_run_execute, generation_shard_execute, training_run_execute
 
 __all__ = [
     "QueueUnavailable",
@@ -40,6 +40,7 @@ __all__ = [
     "generation_run_resume",
     "generation_run_start",
     "generation_run_start_anyway",
+    "generation_shard_execute",
     "latest_model_version",
     "model_version_local_path",
     "model_version_register",

@@ -20,7 +20,8 @@ from annotate.models import AuditAction, Campaign, Purpose
 from annotate.services.audit import audit_record
 from training.artifacts import artifact_store
 from training.engine_settings import generation_settings_check, training_config_check
-from training.models import GenerationRun, ModelVersion, RunStatus, TrainingRun
+from training.models import GenerationRun, GenerationShard, ModelVersion, RunStatus, TrainingRun
+from training.services.generation_shards import UNFINISHED, generation_shards_cancel, generation_shards_reap_stale
 from training.services.queueing import GPU_QUEUE, enqueue_after_commit, gpu_queue, processes_check, queue_check
 from training.services.versions import latest_model_version
 
@@ -78,6 +79,8 @@ def training_run_cancel(*, run: TrainingRun | GenerationRun) -> None:
         )
         cancelled = AuditAction.GENERATION_CANCEL if isinstance(run, GenerationRun) else AuditAction.TRAINING_CANCEL
         audit_record(action=cancelled, target=run)
+        if isinstance(run, GenerationRun):
+            generation_shards_cancel(run=run)
     run.refresh_from_db()
 
 
@@ -301,7 +304,8 @@ REAP_EVERY_SECONDS = 10
 
 
 def runs_reap_stale() -> int:
-    """Mark running runs whose worker stopped sending heartbeats as failed; return how many.
+    """Mark running runs whose worker stopped sending heartbeats as failed, and queue again the generation
+    shards whose worker did (``generation_shards_reap_stale``); return how many.
 
     The one home of the staleness rule: every worker calls it every ``REAP_EVERY_SECONDS`` and
     reading a run (its page, the API, a command's ``--wait``) calls it first. It reads before it
@@ -310,9 +314,13 @@ def runs_reap_stale() -> int:
     now = timezone.now()
     cutoff = now - timedelta(seconds=settings.DUET_HEARTBEAT_TIMEOUT)
     stale_after = Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff)
-    reaped = 0
-    for model in (TrainingRun, GenerationRun):
-        stale = model.objects.filter(stale_after, status=RunStatus.RUNNING)
+    reaped = generation_shards_reap_stale(cutoff=cutoff)
+    planned = GenerationShard.objects.filter(status__in=UNFINISHED).values("run_id")
+    for stale in (
+        TrainingRun.objects.filter(stale_after, status=RunStatus.RUNNING),
+        # A planned round lives through its shards (reaped above); its own beat counts while it is planned.
+        GenerationRun.objects.filter(stale_after, status=RunStatus.RUNNING).exclude(pk__in=planned),
+    ):
         if not stale.exists():
             continue
         reaped += stale.update(

@@ -1,7 +1,8 @@
 """A generation round stores each chunk as it lands, keeps it when the round stops, and resumes where it stopped.
 
-The round runs in the test process (the job a worker would run) so that a spy on the engine's ``generate``
-can look at the database between two chunks, or fail a chunk as a killed worker would.
+The round runs in the test process (its plan, then each shard, as one worker would take them) so that a spy
+on the engine's ``generate`` can look at the database between two chunks, or fail a chunk as a killed worker
+would.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from annotate import services as annotate_services
 from annotate.models import Comparison, Completion
 from tests.annotate.factories import PromptFactory, UserFactory
 from training import services
-from training.models import GenerationRun, ModelVersion, RunStatus
+from training.models import GenerationRun, GenerationShard, ModelVersion, RunStatus
 from training.services.worker import generation_job
 
 # resume checks Redis and enqueues: on a Redis database of this test process.
@@ -53,6 +54,14 @@ def one_prompt_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(generation_job, "GENERATION_CHUNK", ONE_PROMPT)
 
 
+def _execute(run_id: int) -> None:
+    """The round's jobs as the workers would run them, one after the other: its plan, then each shard."""
+    services.generation_run_execute(run_id=run_id)
+    queued = GenerationShard.objects.filter(run_id=run_id, status=RunStatus.QUEUED).order_by("index")
+    for shard_id in queued.values_list("pk", flat=True):
+        services.generation_shard_execute(shard_id=shard_id)
+
+
 def _round(version: ModelVersion, **fields: Any) -> GenerationRun:
     return GenerationRun.objects.create(
         model_version=version, pairing=GenerationRun.Pairing.SELF, n=2, max_new_tokens=4, temperature=1.0, **fields
@@ -71,7 +80,7 @@ def _fail_third_chunk(version: ModelVersion, monkeypatch: pytest.MonkeyPatch) ->
     run = _round(version)
     EngineSpy(before=_fail_at_call(2)).install(monkeypatch)
     with pytest.raises(RuntimeError, match="the worker died here"):
-        services.generation_run_execute(run_id=run.pk)
+        _execute(run.pk)
     run.refresh_from_db()
     return run
 
@@ -115,7 +124,7 @@ def test_the_first_chunk_is_in_the_annotators_queue_before_the_second_is_sampled
 
     EngineSpy(before=look_at_the_queue).install(monkeypatch)
     run = _round(tiny_version)
-    services.generation_run_execute(run_id=run.pk)
+    _execute(run.pk)
     assert served[0] is not None, "the queue had nothing while the second chunk was sampled"
     assert Comparison.objects.get(pk=served[0].comparison_id).prompt_id == first.pk
 
@@ -138,7 +147,7 @@ def test_a_cancelled_round_keeps_the_chunks_it_stored(tiny_version, one_prompt_c
             GenerationRun.objects.filter(pk=run.pk).update(cancel_requested=True)
 
     EngineSpy(before=cancel_after_the_first).install(monkeypatch)
-    services.generation_run_execute(run_id=run.pk)
+    _execute(run.pk)
     run.refresh_from_db()
     assert run.status == RunStatus.CANCELLED
     assert _answered(run) == {prompts[0].pk: 2, prompts[1].pk: 2}
@@ -151,7 +160,7 @@ def test_a_resumed_round_answers_only_the_prompts_it_had_not_reached(tiny_versio
     spy = EngineSpy()
     spy.install(monkeypatch)
     services.generation_run_resume(run=run)
-    services.generation_run_execute(run_id=run.pk)
+    _execute(run.pk)
     run.refresh_from_db()
     assert spy.calls == [[prompts[2].messages]]
     assert _answered(run) == {p.pk: 2 for p in prompts}
@@ -165,12 +174,12 @@ def test_a_resume_keeps_the_prompts_chosen_at_the_first_start(tiny_version, one_
     run = _round(tiny_version, prompts=GenerationRun.Prompts.UNPAIRED)
     EngineSpy(before=_fail_at_call(2)).install(monkeypatch)
     with pytest.raises(RuntimeError):
-        services.generation_run_execute(run_id=run.pk)
+        _execute(run.pk)
     late = PromptFactory()
     EngineSpy().install(monkeypatch)
     run.refresh_from_db()
     services.generation_run_resume(run=run)
-    services.generation_run_execute(run_id=run.pk)
+    _execute(run.pk)
     run.refresh_from_db()
     assert set(_answered(run)) == {p.pk for p in prompts}, f"prompt {late.pk} came after the round chose its prompts"
     assert run.progress_total == 3
@@ -185,6 +194,6 @@ def test_a_campaigns_round_answers_its_prompts_and_its_comparisons_land_there(ti
     PromptFactory()
     campaign_prompts_add(campaign=campaign, prompt_ids=[mine.pk])
     run = _round(tiny_version, campaign=campaign)
-    services.generation_run_execute(run_id=run.pk)
+    _execute(run.pk)
     comparisons = Comparison.objects.filter(source=f"generation-{run.pk}")
     assert {(c.prompt_id, c.campaign_id, c.target_judgements) for c in comparisons} == {(mine.pk, campaign.pk, 2)}

@@ -61,19 +61,30 @@ class Heartbeat:
 @contextmanager
 def heartbeat(*, model: type[Run], run_id: int) -> Iterator[Heartbeat]:
     """Beat every few seconds from a thread, so a long step never looks like a dead worker."""
-    stop = threading.Event()
     state = Heartbeat()
 
     def beat() -> None:
+        if state.alive():
+            model.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(heartbeat_at=timezone.now())
+
+    with beating(beat, name=f"heartbeat-{model.__name__}-{run_id}"):
+        yield state
+
+
+@contextmanager
+def beating(beat: Callable[[], None], *, name: str) -> Iterator[None]:
+    """Call ``beat`` every ``DUET_HEARTBEAT_SECONDS`` from a thread while the block runs."""
+    stop = threading.Event()
+
+    def loop() -> None:
         while not stop.wait(settings.DUET_HEARTBEAT_SECONDS):
-            if state.alive():
-                model.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(heartbeat_at=timezone.now())
+            beat()
         close_old_connections()
 
-    thread = threading.Thread(target=beat, name=f"heartbeat-{model.__name__}-{run_id}", daemon=True)
+    thread = threading.Thread(target=loop, name=name, daemon=True)
     thread.start()
     try:
-        yield state
+        yield
     finally:
         stop.set()
         thread.join(timeout=HEARTBEAT_JOIN_SECONDS)
