@@ -8,6 +8,7 @@ switch to real services.
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import dj_database_url
@@ -191,6 +192,9 @@ REDIS_URL = os.environ.get("REDIS_URL", f"unix://{VAR_DIR / 'redis.sock'}?db=0")
 # The most processes (GPUs) one training run may ask for; a queue gpu-x{N} exists for each N up to it.
 DUET_MAX_PROCESSES_PER_RUN = int(os.environ.get("DUET_MAX_PROCESSES_PER_RUN", "8"))
 # The GPUs this host's worker has (on a CPU host: the gloo processes a run may start); unset: torch counts them.
+# The name a worker records on the work it takes (generation shards): the machine's, unless a deployment (or a
+# test playing several hosts on one machine) names it.
+DUET_HOST_NAME = os.environ.get("DUET_HOST_NAME") or socket.gethostname()
 DUET_GPUS = int(os.environ["DUET_GPUS"]) if os.environ.get("DUET_GPUS") else None
 RQ_QUEUES = {
     "default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 600},

@@ -151,9 +151,10 @@ def isolated_artifacts(settings, tmp_path: Path) -> None:  # type: ignore[no-unt
 class Worker:
     """``manage.py rqworker gpu default`` in its own process group, on the test database."""
 
-    def __init__(self, runs_dir: Path, log: Path):
+    def __init__(self, runs_dir: Path, log: Path, *, cwd: Path | None = None):
         self.runs_dir = runs_dir
         self.log = log
+        self.cwd = cwd  # another working directory plays another machine: nothing may rely on the checkout's
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, *, burst: bool = False, env: dict[str, str] | None = None) -> None:
@@ -175,10 +176,11 @@ class Worker:
             "DUET_CACHE": str(settings.DUET_CACHE),
             **(env or {}),
         }
-        args = [sys.executable, "manage.py", "rqworker", "gpu", "default"] + (["--burst"] if burst else [])
+        manage = str(Path(settings.BASE_DIR) / "manage.py")
+        args = [sys.executable, manage, "rqworker", "gpu", "default"] + (["--burst"] if burst else [])
         self.process = subprocess.Popen(
             args,
-            cwd=settings.BASE_DIR,
+            cwd=self.cwd or settings.BASE_DIR,
             env=env,
             stdout=self.log.open("ab"),
             stderr=subprocess.STDOUT,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import socket
 import traceback
 from dataclasses import dataclass, field
 from typing import Any
@@ -102,7 +101,8 @@ def _shard_groups(prompt_ids: list[int], done: set[int]) -> list[list[int]]:
 
 def generation_shard_execute(*, shard_id: int) -> None:
     """Answer one shard chunk by chunk, storing each chunk as it lands; skip what an earlier attempt stored."""
-    shard = lifecycle.generation_shard_claim(shard_id=shard_id, worker_name=_worker_name(), host=socket.gethostname())
+    host = settings.DUET_HOST_NAME
+    shard = lifecycle.generation_shard_claim(shard_id=shard_id, worker_name=_worker_name(), host=host)
     if shard is None:
         return
     try:
