@@ -94,12 +94,13 @@ def _train_launched(config: TrainConfig, reporter: StepReporter, *, processes: i
     relay = _Relay(events, reporter)
     reporter.on_log(f"launching {processes} processes through torchrun (output in {out / OUTPUT_FILE})")
     command = torchrun_command(config, processes=processes, events=events)
+    own = beat.alive
     with ChildGroup(command, output=out / OUTPUT_FILE, env=_child_env()) as child:
         beat.alive = child.alive
         try:
             _follow(child, relay, reporter)
         finally:
-            beat.alive = Heartbeat().alive  # the job's own work after the run (registering it) beats again
+            beat.alive = own  # the job's own work after the run (registering its version) beats again
     relay.pump()
     return _outcome(relay, reporter, out, child.process.returncode, processes)
 
