@@ -8,8 +8,8 @@ On a fresh PostgreSQL database ``duet_bench_shards`` it imports the prompts, the
 Each worker is its own process with ``OMP_NUM_THREADS=1``, as two small GPU hosts would each have their own
 device. The round's time is from its start (the web's call) to its close (the last shard's), with the
 workers already listening, so their start-up is not counted; each worker loads the model once per shard.
-It prints both times, their ratio, and whether the two rounds wrote the same samples (they should: a round's
-seeds do not depend on how it was cut or who took which part).
+It prints both times, their ratio, how many shards ran at once on average, and whether the two rounds
+wrote the same samples (they should: a round's seeds do not depend on how it was cut or who took which part).
 
 ``tiny`` is the tests' two-layer Llama with SmolLM2's tokenizer; ``default`` is the registered default model.
 The Redis database is claimed the way the tests claim theirs, so that no test run's worker takes these jobs.
@@ -159,6 +159,10 @@ def main() -> None:
     print(f"one worker:  {one_seconds:6.1f} s")
     print(f"two workers: {two_seconds:6.1f} s (shards taken by {len(takers)} workers)")
     print(f"speed-up:    {one_seconds / two_seconds:.2f}x")
+    for label, run, seconds in (("one worker", one, one_seconds), ("two workers", two, two_seconds)):
+        busy = sum((s.finished_at - s.started_at).total_seconds() for s in run.shards.all())
+        # Above 1, shards overlapped; with two workers on two free cores it nears 2 and the speed-up with it.
+        print(f"{label}: shards busy {busy:.1f} s in all, {busy / seconds:.2f} at once on average")
     print(f"same samples in both rounds: {_samples(one) == _samples(two)}")
 
 
