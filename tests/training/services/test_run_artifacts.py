@@ -195,3 +195,15 @@ def test_a_host_without_a_checkpoint_fetches_the_newest_stored_one_and_the_curve
     assert lines[0].startswith("fetching checkpoint step-00000002 from ")
     assert re.match(r"fetched checkpoint step-00000002 \(2\.0 kB\) from ", lines[-1])
     assert checkpoint_fetch(run=run, work=host_b, log=lines.append) is None, "a host with a checkpoint keeps its own"
+
+
+@pytest.mark.django_db
+def test_a_host_whose_own_checkpoint_is_older_than_the_stored_one_fetches_the_newer(tmp_path):
+    run, host_a, host_b = _stored_run(), tmp_path / "host-a", tmp_path / "host-b"
+    _checkpoint(host_a, 1)
+    uploader = CheckpointUploader(run=run, work=host_b, keep=0, log=lambda line: None)
+    for step in (1, 2):  # host B took the run on from step 1 and stored step 2
+        _checkpoint(host_b, step)
+        uploader.sync()
+    assert checkpoint_fetch(run=run, work=host_a, log=lambda line: None) == "step-00000002"
+    assert checkpoint_fetch(run=run, work=host_b, log=lambda line: None) is None
