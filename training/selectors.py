@@ -14,7 +14,7 @@ from django.shortcuts import get_object_or_404
 from annotate.filters import JudgementFilter
 from annotate.models import Comparison, Completion, Prompt, Purpose
 from annotate.selectors import preference_decisions
-from training.artifacts import artifact_store
+from training.artifacts import ArtifactError, artifact_store
 from training.charts import Series, legend, line_chart
 from training.engine_settings import training_config_check
 from training.evaluation import HELDOUT_MIN_PAIRS, heldout_size
@@ -195,11 +195,12 @@ def newest_checkpoint_step(run: TrainingRun) -> int | None:
     imports torch, which the web does not load: its ``state.json`` holds the step.
     """
     store = artifact_store()
-    for key in reversed(store.list_dirs(f"{run.store_key}/checkpoints")):
+    for uri in reversed(store.list_dirs(f"{run.store_key}/checkpoints")):
         try:
-            with store.open(f"{key.rstrip('/')}/state.json") as fh:
+            with store.open(f"{uri}/state.json") as fh:
                 return int(json.loads(fh.read())["step"])
-        except (OSError, ValueError, KeyError):
+        # ArtifactError: a worker pruned it between the listing and the read.
+        except (ArtifactError, OSError, ValueError, KeyError):
             continue
     return None
 

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import os
+
 from training.artifacts.store import ArtifactError, ArtifactRef, ArtifactStore, Progress
 
 __all__ = ["ArtifactError", "ArtifactRef", "ArtifactStore", "Progress", "artifact_store"]
 
-_stores: dict[tuple[str, str, str | None], ArtifactStore] = {}
+_stores: dict[tuple[int, str, str, str | None], ArtifactStore] = {}
 
 
 def artifact_store() -> ArtifactStore:
-    """The store the settings name; one per process and per settings (tests change them)."""
+    """The store the settings name; one per process and per settings (tests change them).
+
+    Keyed by the process id too: an RQ work-horse is a fork, and an S3 client's connections and
+    event loop do not survive a fork.
+    """
     from django.conf import settings
 
-    key = (str(settings.DUET_ARTIFACTS), str(settings.DUET_CACHE), settings.DUET_ARTIFACTS_ENDPOINT_URL or None)
+    root, endpoint = str(settings.DUET_ARTIFACTS), settings.DUET_ARTIFACTS_ENDPOINT_URL or None
+    key = (os.getpid(), root, str(settings.DUET_CACHE), endpoint)
     if key not in _stores:
-        _stores[key] = ArtifactStore(key[0], cache_dir=settings.DUET_CACHE, endpoint_url=key[2])
+        _stores[key] = ArtifactStore(root, cache_dir=settings.DUET_CACHE, endpoint_url=endpoint)
     return _stores[key]

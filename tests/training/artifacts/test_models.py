@@ -8,7 +8,7 @@ import pytest
 
 from training.services import model_version_local_path, model_version_register
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("private_queues")]
 
 
 def test_a_local_folder_is_published_and_loads_on_another_host(artifacts, tiny_model_path, tmp_path, settings):
@@ -47,3 +47,23 @@ def test_a_hub_id_stays_as_given(file_artifacts):
 
     version = ModelVersion.objects.create(name="hub", path="HuggingFaceTB/SmolLM2-135M-Instruct")
     assert model_version_local_path(version) == "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+@pytest.mark.timeout(300)
+def test_a_worker_generates_with_a_version_it_knows_only_from_the_store(
+    s3_artifacts, tiny_model_path, tmp_path, worker, wait_for
+):
+    from tests.annotate.factories import PromptFactory
+    from training import services
+    from training.models import RunStatus
+
+    original = shutil.copytree(tiny_model_path, tmp_path / "gone-after-registration")
+    version = model_version_register(name="stored", path=str(original))
+    shutil.rmtree(original)
+    PromptFactory.create_batch(2)
+    run = services.generation_run_start(model_version=version, n=2, max_new_tokens=4, temperature=1.0)
+    worker.start(burst=True, env={**s3_artifacts.env, "DUET_CACHE": str(tmp_path / "worker-cache")})
+    wait_for(lambda: run.__class__.objects.get(pk=run.pk).status in (RunStatus.SUCCEEDED, RunStatus.FAILED))
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED, run.traceback or worker.output()
+    assert (tmp_path / "worker-cache" / version.content_hash / "config.json").exists()

@@ -89,7 +89,7 @@ def test_a_run_s_dataset_checkpoints_metrics_and_model_land_in_the_store(
 @pytest.mark.timeout(420)
 @override_settings(DUET_HEARTBEAT_TIMEOUT=3)
 def test_a_run_killed_on_one_host_resumes_on_another_from_its_uploaded_checkpoint(
-    file_artifacts, tiny_version, worker, wait_for, tmp_path
+    artifacts, tiny_version, worker, wait_for, tmp_path
 ):
     judged_preferences(8)
     # No per-step log lines: the log's tail must keep the lines that say what was fetched and resumed.
@@ -97,7 +97,7 @@ def test_a_run_killed_on_one_host_resumes_on_another_from_its_uploaded_checkpoin
     run = services.training_run_start(base_version=tiny_version, hyperparameters=hyperparameters)
     host_a, host_b = tmp_path / "host-a", tmp_path / "host-b"
     worker.runs_dir = host_a / "runs"
-    worker.start(env=_host_env(file_artifacts, host_a))
+    worker.start(env=_host_env(artifacts, host_a))
     stored = lambda: artifact_store().list_dirs(f"runs/train-{run.pk}/checkpoints")  # noqa: E731
     wait_for(lambda: run.refresh_from_db() or (run.progress_step >= 3 and bool(stored())), what="an upload")
     worker.kill()
@@ -111,7 +111,7 @@ def test_a_run_killed_on_one_host_resumes_on_another_from_its_uploaded_checkpoin
     services.training_run_resume(run=run)
     other = Worker(host_b / "runs", tmp_path / "worker-b.log")
     try:
-        other.start(burst=True, env=_host_env(file_artifacts, host_b))
+        other.start(burst=True, env=_host_env(artifacts, host_b))
         wait_for(lambda: _ended(run), timeout=300, what="the resumed run")
     finally:
         other.stop()
@@ -195,3 +195,15 @@ def test_a_host_without_a_checkpoint_fetches_the_newest_stored_one_and_the_curve
     assert lines[0].startswith("fetching checkpoint step-00000002 from ")
     assert re.match(r"fetched checkpoint step-00000002 \(2\.0 kB\) from ", lines[-1])
     assert checkpoint_fetch(run=run, work=host_b, log=lines.append) is None, "a host with a checkpoint keeps its own"
+
+
+@pytest.mark.django_db
+def test_a_host_whose_own_checkpoint_is_older_than_the_stored_one_fetches_the_newer(tmp_path):
+    run, host_a, host_b = _stored_run(), tmp_path / "host-a", tmp_path / "host-b"
+    _checkpoint(host_a, 1)
+    uploader = CheckpointUploader(run=run, work=host_b, keep=0, log=lambda line: None)
+    for step in (1, 2):  # host B took the run on from step 1 and stored step 2
+        _checkpoint(host_b, step)
+        uploader.sync()
+    assert checkpoint_fetch(run=run, work=host_a, log=lambda line: None) == "step-00000002"
+    assert checkpoint_fetch(run=run, work=host_b, log=lambda line: None) is None

@@ -117,19 +117,22 @@ def _complete_checkpoints(work: Path) -> list[Path]:
 
 
 def checkpoint_fetch(*, run: TrainingRun, work: Path, log: Log) -> str | None:
-    """Bring the run's newest stored checkpoint into ``work`` when this host has none; its name, or None.
+    """Bring the run's newest stored checkpoint into ``work`` unless this host has it (or a newer one); its name,
+    or None when nothing was fetched.
 
-    With a local checkpoint already (the same host resuming) nothing is fetched: the engine resumes from
-    the newest local one, which is never older than the newest uploaded.
+    The same host resuming keeps its own newest, which is never older than the newest uploaded; a host that ran
+    the run earlier, before another host took it further, fetches the newer one.
     """
-    if _complete_checkpoints(work):
-        return None
     store = artifact_store()
     stored = store.list_dirs(f"{run.store_key}/{CHECKPOINTS}")
     if not stored:
         return None
     uri = stored[-1]
     name = uri.rstrip("/").rsplit("/", 1)[-1]
+    local = _complete_checkpoints(work)
+    # Zero-padded step numbers: names compare as steps do.
+    if local and local[-1].name >= name:
+        return None
     log(f"fetching checkpoint {name} from {uri}")
     try:
         cached = store.get_dir(uri, progress=fetch_progress(log, name))

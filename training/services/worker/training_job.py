@@ -41,15 +41,17 @@ def training_run_execute(*, run_id: int) -> None:
         return
     run = TrainingRun.objects.select_related("base_version").get(pk=run_id)
     try:
+        name = trained_version_name(base=run.base_version, run=run)
+        # The upload of the final model beats too: a large one takes longer than the reaper waits.
         with heartbeat(model=TrainingRun, run_id=run_id) as beat:
             result = _train(run, beat)
+            if not result.stopped:
+                ref = final_model_publish(final_dir=result.final_model_dir, name=name, log=_run_log(run))
         if result.stopped:
             run_finish(run=run, status=RunStatus.CANCELLED, error="cancelled from the page")
             follow_up_generations(run=run, version=None)
             return
         verdict = _verdict(run, result)
-        name = trained_version_name(base=run.base_version, run=run)
-        ref = final_model_publish(final_dir=result.final_model_dir, name=name, log=_run_log(run))
         with transaction.atomic():
             version = model_version_register(
                 name=name,
