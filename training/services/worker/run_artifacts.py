@@ -140,8 +140,11 @@ def checkpoint_fetch(*, run: TrainingRun, work: Path, log: Log) -> str | None:
         raise ArtifactError(f"could not fetch checkpoint {name}: {exc}") from exc
     target = work / CHECKPOINTS / name
     shutil.rmtree(target, ignore_errors=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Moved, not copied: a checkpoint is fetched once, and a cached copy would hold gigabytes for nothing.
     # The cache's folder carries the store's manifest; the engine's folder is what the engine wrote.
-    shutil.copytree(cached, target, ignore=shutil.ignore_patterns(MANIFEST))
+    shutil.move(cached, target)
+    (target / MANIFEST).unlink(missing_ok=True)
     size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
     log(f"fetched checkpoint {name} ({size_text(size)}) from {uri}")
     _metrics_fetch(run=run, work=work)
