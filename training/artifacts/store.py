@@ -289,7 +289,11 @@ class ArtifactStore:
         """URIs of the complete folders directly under ``prefix_key``, in natural order (step-20 before step-100)."""
         base = self._path(prefix_key)
         with self._errors(self._display(prefix_key)):
-            manifests = self.fs.glob(f"{base}/*/{MANIFEST}")
+            try:
+                manifests = self.fs.glob(f"{base}/*/{MANIFEST}")
+            except FileNotFoundError:
+                # s3fs, unlike a filesystem, raises for a prefix that holds nothing yet (or no more): no folders.
+                manifests = []
         folders = [self._uri_of_path(str(path).rsplit("/", 1)[0]) for path in manifests]
         return sorted(folders, key=_natural_key)
 

@@ -178,3 +178,9 @@ def test_an_unreachable_endpoint_is_named(monkeypatch, tmp_path):
     store = ArtifactStore("s3://bucket/p", cache_dir=tmp_path, endpoint_url=endpoint)
     with pytest.raises(ArtifactError, match=rf"s3://bucket/p/models/m/MANIFEST\.json: store unreachable .*{endpoint}"):
         store.manifest("models/m")
+
+
+def test_a_prefix_beside_published_files_but_holding_none_lists_no_folders(artifacts, tmp_path):
+    (tmp_path / "dataset.jsonl").write_text("{}\n")
+    artifacts.store.put_file(tmp_path / "dataset.jsonl", "runs/train-1/dataset.jsonl")
+    assert artifacts.store.list_dirs("runs/train-1/checkpoints") == []
