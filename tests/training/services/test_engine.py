@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
 
 from tests.training.factories import judged_preferences
 from training import services
+from training.artifacts import artifact_store
 from training.models import ModelVersion, RunStatus, TrainingRun
+from training.services.versions import model_version_local_path
 from training.services.worker.children import descendants, process_alive
 
 pytestmark = [pytest.mark.usefixtures("private_queues"), pytest.mark.slow, pytest.mark.distributed]
@@ -78,7 +81,7 @@ def test_a_two_process_run_trains_through_torchrun_and_registers_its_version(tin
     assert list(run.metrics.filter(split="train").values_list("step", flat=True)) == list(range(1, total + 1))
     assert {"loss", "rewards/accuracies"} <= set(run.metrics.last().values)
     version = ModelVersion.objects.get(trained_by=run)
-    assert (Path(version.path) / "config.json").exists()
+    assert (Path(model_version_local_path(version)) / "config.json").exists()
 
 
 @pytest.mark.timeout(600)
@@ -104,12 +107,15 @@ def test_cancelling_a_two_process_run_stops_every_process_of_it(tiny_version, wo
 def test_a_crashing_training_process_fails_the_run_with_its_error(tiny_version, worker, wait_for, tmp_path):
     judged_preferences(4)
     run = services.training_run_start(base_version=tiny_version, hyperparameters=FAST, processes=2)
-    bad = tmp_path / "bad.jsonl"
+    bad = tmp_path / "dataset.jsonl"
     bad.write_text("{not json\n", encoding="utf-8")
-    TrainingRun.objects.filter(pk=run.pk).update(dataset_path=str(bad), dataset_rows=4)
+    # Frozen as a worker freezes it, into the store: the worker fetches it, then the engine's processes read it.
+    uri = artifact_store().put_file(bad, f"{run.store_key}/dataset.jsonl")
+    sha256 = hashlib.sha256(bad.read_bytes()).hexdigest()
+    TrainingRun.objects.filter(pk=run.pk).update(dataset_path=uri, dataset_rows=4, dataset_sha256=sha256)
     worker.start(burst=True, env=TWO_GPUS)
     wait_for(lambda: _ended(run), timeout=400, what="the run to end")
     assert run.status == RunStatus.FAILED, worker.output()[-3000:]
     assert "the 2 training processes failed" in run.error
-    assert str(bad) in run.error, run.error
+    assert f"train-{run.pk}/dataset.jsonl" in run.error, run.error
     assert "last lines of their output" in run.error
