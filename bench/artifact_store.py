@@ -37,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from training.artifacts.store import ArtifactStore  # noqa: E402
+from config.artifacts.store import ArtifactStore  # noqa: E402
 
 MB = 1_000_000
 BUCKET = "duet-bench"

@@ -313,7 +313,7 @@ class Artifacts:
 
     url: str
     env: dict[str, str]  # DUET_ARTIFACTS (+ endpoint and credentials); each host adds its own DUET_CACHE
-    store: Any  # training.artifacts.ArtifactStore, reading this test's cache
+    store: Any  # config.artifacts.ArtifactStore, reading this test's cache
     cache: Path  # this test process's DUET_CACHE
 
 
@@ -380,7 +380,7 @@ def artifacts_out_of_the_checkout(tmp_path_factory: pytest.TempPathFactory) -> N
 def _use_artifacts(
     settings: Any, monkeypatch: pytest.MonkeyPatch, url: str, env: dict[str, str], cache: Path
 ) -> Artifacts:
-    from training.artifacts import artifact_store
+    from config.artifacts import artifact_store
 
     # Through the environment too: a worker the test starts uses the same store (and, as one host, the cache).
     for name, value in {**env, "DUET_CACHE": str(cache)}.items():

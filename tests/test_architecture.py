@@ -1,4 +1,5 @@
-"""Imports point one way: ``training`` → ``annotate``, ``training`` → ``dpo_engine``; the engine stands alone.
+"""Imports point one way: ``training`` → ``annotate``, ``training`` → ``dpo_engine``; the engine stands alone,
+and so does the artifact store both apps share (``config/artifacts``).
 
 Every import statement of every module counts, the ones inside functions too (a lazy import is
 still a dependency), so the rule holds for the code as it runs, not only for its top lines.
@@ -13,9 +14,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# What each package of ours may not import (its own first-level name or a submodule of it).
+# What each package (or folder) of ours may not import (its own first-level name or a submodule of it).
 FORBIDDEN = {
     "annotate": {"training", "dpo_engine"},
+    "config/artifacts": {"annotate", "training", "dpo_engine"},
     "dpo_engine": {"annotate", "training", "config", "django", "django_rq", "rq", "ninja"},
 }
 

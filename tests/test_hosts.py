@@ -18,12 +18,12 @@ from pathlib import Path
 import pytest
 from django.test import override_settings
 
+from config.artifacts import artifact_store
+from config.artifacts.store import MANIFEST
 from tests.annotate.factories import PromptFactory, StaffFactory
 from tests.conftest import Worker
 from tests.training.factories import judged_preferences
 from training import selectors, services
-from training.artifacts import artifact_store
-from training.artifacts.store import MANIFEST
 from training.models import GenerationRun, ModelVersion, RunStatus, TrainingRun
 from training.services.worker.generation_job import GENERATION_CHUNK
 

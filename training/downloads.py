@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import BinaryIO
-
 from django.http import StreamingHttpResponse
 from django.utils.text import slugify
 
-from training.artifacts import ArtifactError, artifact_store
-from training.artifacts.store import CHUNK_BYTES
-from training.artifacts.tar import folder_tar_stream
+from config.artifacts import ArtifactError, artifact_store
+from config.artifacts.responses import store_file_response
+from config.artifacts.tar import folder_tar_stream
 from training.models import ModelVersion, TrainingRun
 
 RUN_FILES = {"dataset": "dataset_path", "heldout": "heldout_path"}
@@ -48,15 +45,8 @@ def run_file_response(run: TrainingRun, which: str) -> StreamingHttpResponse:
     if "://" not in uri:
         raise NothingToDownload(f"{run}'s {which} file is on a worker's disk ({uri}), not in the artifact store")
     try:
-        handle = artifact_store().open(uri)
+        return store_file_response(
+            uri, filename=f"run-{run.pk}-{uri.rsplit('/', 1)[-1]}", content_type="application/jsonl"
+        )
     except ArtifactError as exc:
         raise NothingToDownload(str(exc)) from exc
-    response = StreamingHttpResponse(_chunks(handle), content_type="application/jsonl")
-    response["Content-Disposition"] = f'attachment; filename="run-{run.pk}-{uri.rsplit("/", 1)[-1]}"'
-    return response
-
-
-def _chunks(handle: BinaryIO) -> Iterator[bytes]:
-    with handle:
-        while chunk := handle.read(CHUNK_BYTES):
-            yield chunk

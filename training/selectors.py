@@ -14,7 +14,7 @@ from django.shortcuts import get_object_or_404
 from annotate.filters import JudgementFilter
 from annotate.models import Comparison, Completion, Prompt, Purpose
 from annotate.selectors import preference_decisions
-from training.artifacts import ArtifactError, artifact_store
+from config.artifacts import ArtifactError, artifact_store
 from training.charts import Series, legend, line_chart
 from training.engine_settings import training_config_check
 from training.evaluation import HELDOUT_MIN_PAIRS, heldout_size

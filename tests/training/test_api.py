@@ -4,10 +4,10 @@ import pytest
 from django.test import override_settings
 
 from annotate import services as annotate_services
+from config.artifacts import artifact_store
 from tests.annotate.factories import PromptFactory, StaffFactory, UserFactory
 from tests.training.factories import judged_preferences
 from training import services
-from training.artifacts import artifact_store
 from training.models import GenerationRun, GenerationShard, RunStatus, TrainingMetric, TrainingRun
 
 # Jobs go to a Redis database of this test process: another test run's worker must not take them.

@@ -9,8 +9,8 @@ import pytest
 from django.test import Client
 
 from annotate import services as annotate_services
+from config.artifacts.store import MANIFEST
 from tests.annotate.factories import StaffFactory, UserFactory
-from training.artifacts.store import MANIFEST
 from training.models import ModelVersion, TrainingRun
 
 pytestmark = pytest.mark.django_db

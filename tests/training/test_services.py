@@ -9,10 +9,10 @@ from django.test import override_settings
 from annotate import services as annotate_services
 from annotate.filters import JudgementFilter
 from annotate.models import Comparison, Completion
+from config.artifacts import artifact_store
 from tests.annotate.factories import PromptFactory
 from tests.training.factories import judged_preferences
 from training import selectors, services
-from training.artifacts import artifact_store
 from training.engine_settings import train_spec
 from training.evaluation import HELDOUT_MIN, HELDOUT_MIN_PAIRS, heldout_indices
 from training.models import GenerationRun, ModelVersion, RunStatus, TrainingRun

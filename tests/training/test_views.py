@@ -10,10 +10,10 @@ from django.test import Client, override_settings
 from django.utils.html import escape
 
 from annotate.models import Judgement
+from config.artifacts import artifact_store
 from tests.annotate.factories import CampaignFactory, StaffFactory, UserFactory
 from tests.training.factories import judged_preferences
 from training import services
-from training.artifacts import artifact_store
 from training.charts import format_number
 from training.models import GenerationRun, GenerationShard, ModelVersion, RunStatus, TrainingMetric, TrainingRun
 

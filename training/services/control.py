@@ -18,7 +18,7 @@ from django.utils import timezone
 from annotate.filters import JudgementFilter, moment_check
 from annotate.models import AuditAction, Campaign, Purpose
 from annotate.services.audit import audit_record
-from training.artifacts import artifact_store
+from config.artifacts import artifact_store
 from training.engine_settings import generation_settings_check, training_config_check
 from training.models import GenerationRun, GenerationShard, ModelVersion, RunStatus, TrainingRun
 from training.services.generation_shards import UNFINISHED, generation_shards_cancel, generation_shards_reap_stale

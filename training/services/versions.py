@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from training.artifacts import ArtifactRef, Progress, artifact_store
-from training.artifacts.models import model_publish, model_version_local_path
+from config.artifacts import ArtifactRef, Progress, artifact_store
 from training.models import ModelVersion, TrainingRun
+from training.services.model_store import model_publish, model_version_local_path
 
 __all__ = ["model_version_local_path", "model_version_register"]
 

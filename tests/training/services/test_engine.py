@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from config.artifacts import artifact_store
 from tests.training.factories import judged_preferences
 from training import services
-from training.artifacts import artifact_store
 from training.models import ModelVersion, RunStatus, TrainingRun
 from training.services.versions import model_version_local_path
 from training.services.worker.children import descendants, process_alive

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from django.test import override_settings
 
+from config.artifacts import artifact_store
 from tests.conftest import Worker
 from tests.training.factories import judged_preferences
 from training import selectors, services
-from training.artifacts import artifact_store
 from training.models import ModelVersion, RunStatus, TrainingRun
 from training.services.versions import model_version_local_path
 from training.services.worker.run_artifacts import CheckpointUploader, checkpoint_fetch, checkpoint_uploads

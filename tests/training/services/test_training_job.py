@@ -11,9 +11,9 @@ import pytest
 from annotate import services as annotate_services
 from annotate.filters import JudgementFilter
 from annotate.models import Comparison, Judgement
+from config.artifacts import artifact_store
 from tests.annotate.factories import UserFactory
 from tests.training.factories import judged_preferences
-from training.artifacts import artifact_store
 from training.evaluation import HELDOUT_MIN, HELDOUT_MIN_PAIRS, heldout_indices
 from training.models import TrainingRun
 from training.services.worker.run_artifacts import dataset_fetch

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from config.artifacts import ArtifactError
 from training import services
-from training.artifacts import ArtifactError
 from training.models import ModelVersion
 
 

@@ -19,10 +19,10 @@ from pathlib import Path
 
 from django.conf import settings
 
-from training.artifacts import ArtifactError, ArtifactRef, artifact_store
-from training.artifacts.models import model_publish, model_version_local_path
-from training.artifacts.store import MANIFEST
+from config.artifacts import ArtifactError, ArtifactRef, artifact_store
+from config.artifacts.store import MANIFEST
 from training.models import TrainingRun
+from training.services.model_store import model_publish, model_version_local_path
 
 Log = Callable[[str], None]
 

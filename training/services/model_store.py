@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 from django.utils.text import slugify
 
-from training.artifacts import ArtifactRef, Progress, artifact_store
-from training.artifacts.store import local_content_hash
+from config.artifacts import ArtifactRef, Progress, artifact_store
+from config.artifacts.store import local_content_hash
 
 if TYPE_CHECKING:
     from training.models import ModelVersion

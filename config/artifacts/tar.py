@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from training.artifacts.store import CHUNK_BYTES, MANIFEST, ArtifactError, ArtifactStore
+from config.artifacts.store import CHUNK_BYTES, MANIFEST, ArtifactError, ArtifactStore
 
 
 def folder_tar_stream(store: ArtifactStore, folder_uri: str, *, top: str) -> Iterator[bytes]:

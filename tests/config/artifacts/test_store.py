@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from training.artifacts import ArtifactError, ArtifactStore
-from training.artifacts.store import MANIFEST
+from config.artifacts import ArtifactError, ArtifactStore
+from config.artifacts.store import MANIFEST
 
 
 def make_folder(root: Path) -> Path:

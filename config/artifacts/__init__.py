@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from training.artifacts.store import ArtifactError, ArtifactRef, ArtifactStore, Progress
+from config.artifacts.store import ArtifactError, ArtifactRef, ArtifactStore, Progress
 
 __all__ = ["ArtifactError", "ArtifactRef", "ArtifactStore", "Progress", "artifact_store"]
 
