@@ -11,7 +11,7 @@ from django.http import FileResponse, HttpRequest
 from ninja import Field, File, Form, Router, Schema
 from ninja.files import UploadedFile
 
-from annotate import selectors, services
+from annotate import downloads, selectors, services
 from annotate.filters import JudgementFilter, quality_options
 from annotate.formats import ImportFileError
 from annotate.limits import ID_MAX
@@ -290,14 +290,16 @@ def export_job(request: HttpRequest, job_id: RowId) -> Any:
 
 @router.get("/exports/{job_id}/file", auth=StaffBearerToken(), response={200: None, 404: ErrorOut, 409: ErrorOut})
 def export_job_file(request: HttpRequest, job_id: RowId) -> Any:
-    """The file a queued export wrote."""
+    """The file a queued export wrote, streamed from the artifact store."""
     job = selectors.export_job(job_id=job_id)
     if job is None:
         return 404, {"detail": f"no export {job_id}"}
     if job.status != ExportJob.Status.SUCCEEDED:
         return 409, {"detail": f"export {job_id} is {job.status}: its file is not written"}
-    path = Path(job.path)
-    return FileResponse(path.open("rb"), as_attachment=True, filename=path.name)
+    try:
+        return downloads.export_job_file_response(job)
+    except downloads.ExportFileMissing as exc:
+        return 404, {"detail": str(exc)}
 
 
 class AdjudicationIn(Schema):

@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from django.contrib import messages
-from django.http import FileResponse, Http404, HttpResponse, HttpResponseBase
+from django.http import FileResponse, Http404, HttpResponse, HttpResponseBase, HttpResponseNotFound
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from annotate import selectors, services
+from annotate import downloads, selectors, services
 from annotate.charts import bar_chart
 from annotate.formats import ImportFileError
 from annotate.forms import ExportForm, ImportForm, JudgementForm, SkipForm
@@ -341,8 +341,11 @@ def export_job_page(request: AuthedRequest, job_id: int) -> HttpResponse:
 @staff_required
 @require_GET
 def export_job_download(request: AuthedRequest, job_id: int) -> HttpResponseBase:
+    """The file a queued export wrote, streamed from the artifact store."""
     job = selectors.export_job(job_id=job_id)
     if job is None or job.status != job.Status.SUCCEEDED:
         raise Http404(f"export {job_id} has no file to download")
-    path = Path(job.path)
-    return FileResponse(path.open("rb"), as_attachment=True, filename=path.name)
+    try:
+        return downloads.export_job_file_response(job)
+    except downloads.ExportFileMissing as exc:
+        return HttpResponseNotFound(str(exc), content_type="text/plain; charset=utf-8")

@@ -241,6 +241,8 @@ DUET_RUSHED_SECONDS = float(os.environ.get("DUET_RUSHED_SECONDS", "3"))
 # An export of more comparisons than this runs as a job on the ``default`` queue instead of inside the request:
 # 2,000 rows took 0.2 s of CPU as JSONL and 0.65 s as Parquet or an hf folder (2-core machine, SQLite, 2026-12-02).
 DUET_EXPORT_INLINE_MAX_ROWS = int(os.environ.get("DUET_EXPORT_INLINE_MAX_ROWS", "2000"))
+# An export job's scratch folder on the worker's host: the file is written here, published into the artifact
+# store (``exports/<job id>/``), then removed.
 DUET_EXPORTS_DIR = Path(os.environ.get("DUET_EXPORTS_DIR", VAR_DIR / "exports"))
 DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 8 * 1024 * 1024

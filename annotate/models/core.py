@@ -345,7 +345,8 @@ class LoginFailure(models.Model):
 
 
 class ExportJob(models.Model):
-    """A preference export too large to write inside a web request: a worker on the ``default`` queue writes it."""
+    """A preference export too large to write inside a web request: a worker on the ``default`` queue writes it
+    and publishes it into the artifact store."""
 
     class Status(models.TextChoices):
         QUEUED = "queued"
@@ -363,7 +364,10 @@ class ExportJob(models.Model):
     filters = models.JSONField(default=dict, help_text="The JudgementFilter, as JudgementFilter.to_json() writes it.")
     rows_expected = models.PositiveIntegerField(default=0, help_text="Comparisons with matching judgements: at most.")
     rows_written = models.PositiveIntegerField(default=0)
-    path = models.CharField(max_length=500, blank=True, help_text="The finished file, under DUET_VAR_DIR/exports/.")
+    path = models.CharField(
+        max_length=500, blank=True,
+        help_text="The finished file's artifact-store URI (exports/<id>/<name>); a local path for older jobs.",
+    )
     error = models.TextField(blank=True)
     rq_job_id = models.CharField(max_length=64, blank=True)
 

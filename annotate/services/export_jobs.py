@@ -1,9 +1,10 @@
 """Large exports as jobs: a request that would write more than ``DUET_EXPORT_INLINE_MAX_ROWS`` rows queues one.
 
 The web never spends seconds of CPU on an export: ``export_job_start_if_large`` counts the rows the filter can
-give (one query) and queues a large export on the ``default`` queue, where a worker writes the file under
-``DUET_EXPORTS_DIR`` and reports its progress; a small one the request writes itself. The export's page and
-``GET /api/v1/exports/{id}`` follow a queued one.
+give (one query) and queues a large export on the ``default`` queue, where a worker (on any host) writes the file
+in its scratch folder ``DUET_EXPORTS_DIR``, reports its progress, and publishes the file into the artifact store
+under ``exports/<job id>/``, which the web streams it from; a small one the request writes itself. The export's
+page and ``GET /api/v1/exports/{id}`` follow a queued one.
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ from annotate import selectors
 from annotate.filters import JudgementFilter
 from annotate.models import ExportJob
 from annotate.services.export import EXPORT_FORMATS, export_download
+from config.artifacts import artifact_store
 from config.queues import DEFAULT_QUEUE, enqueue_on_commit, queue_check
+
+EXPORTS_PREFIX = "exports"
 
 
 def export_job_start_if_large(
@@ -78,7 +82,11 @@ def export_job_start(
 
 
 def export_job_execute(*, job_id: int) -> None:
-    """Write the export's file (the worker's side); a failure is recorded on the job with its traceback."""
+    """Write the export's file and publish it into the artifact store (the worker's side).
+
+    The job's ``path`` is then the file's store URI. The scratch copy is removed whatever happens; a failure is
+    recorded on the job with its traceback.
+    """
     job = ExportJob.objects.get(pk=job_id)
     ExportJob.objects.filter(pk=job_id).update(status=ExportJob.Status.RUNNING, started_at=timezone.now())
     folder = Path(settings.DUET_EXPORTS_DIR) / str(job_id)
@@ -90,15 +98,16 @@ def export_job_execute(*, job_id: int) -> None:
             judgement_filter=JudgementFilter.from_json(job.filters),
             progress=lambda rows: _progress(job_id, rows),
         )
+        uri = artifact_store().put_file(path, f"{EXPORTS_PREFIX}/{job_id}/{path.name}")
     except Exception as exc:
         ExportJob.objects.filter(pk=job_id).update(
             status=ExportJob.Status.FAILED, finished_at=timezone.now(),
             error=f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc()}",
         )
         raise
-    ExportJob.objects.filter(pk=job_id).update(
-        status=ExportJob.Status.SUCCEEDED, finished_at=timezone.now(), path=str(path)
-    )
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    ExportJob.objects.filter(pk=job_id).update(status=ExportJob.Status.SUCCEEDED, finished_at=timezone.now(), path=uri)
 
 
 def _progress(job_id: int, rows: int) -> None:
