@@ -18,9 +18,14 @@ from config.artifacts import artifact_store
 from tests.conftest import Worker
 from tests.training.factories import judged_preferences
 from training import selectors, services
-from training.models import ModelVersion, RunStatus, TrainingRun
+from training.models import ModelVersion, RunStatus, TrainingMetric, TrainingRun
 from training.services.versions import model_version_local_path
-from training.services.worker.run_artifacts import CheckpointUploader, checkpoint_fetch, checkpoint_uploads
+from training.services.worker.run_artifacts import (
+    CheckpointUploader,
+    checkpoint_fetch,
+    checkpoint_uploads,
+    metrics_backfill,
+)
 
 pytestmark = pytest.mark.usefixtures("private_queues")
 
@@ -207,3 +212,22 @@ def test_a_host_whose_own_checkpoint_is_older_than_the_stored_one_fetches_the_ne
         uploader.sync()
     assert checkpoint_fetch(run=run, work=host_a, log=lambda line: None) == "step-00000002"
     assert checkpoint_fetch(run=run, work=host_b, log=lambda line: None) is None
+
+
+def test_a_resume_stores_the_curve_up_to_its_checkpoint_that_the_lost_worker_had_not(transactional_db, tmp_path):
+    run = _stored_run()
+    TrainingMetric.objects.create(run=run, split="train", step=1, values={"step": 1, "loss": 0.5})
+    work = tmp_path / "work"
+    (work / "checkpoints" / "step-00000003").mkdir(parents=True)
+    (work / "checkpoints" / "step-00000003" / "state.json").write_text('{"step": 3}')
+    lines = [{"step": s, "split": "train", "loss": 0.1 * s} for s in (1, 2, 3, 4)] + [
+        {"step": 2, "split": "eval", "eval/rewards/accuracies": 0.75}
+    ]
+    (work / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines) + '{"step": 5, "lo')
+    logged: list[str] = []
+    assert metrics_backfill(run=run, work=work, log=logged.append) == 3
+    rows = {(m.split, m.step): m.values for m in run.metrics.all()}
+    assert sorted(rows) == [("eval", 2), ("train", 1), ("train", 2), ("train", 3)], "nothing past the checkpoint"
+    assert rows[("train", 1)] == {"step": 1, "loss": 0.5}, "a stored row is kept as it is"
+    assert rows[("train", 3)]["loss"] == pytest.approx(0.3)
+    assert logged == ["stored 3 step(s) of the curve up to step 3 from metrics.jsonl: the lost worker had not"]

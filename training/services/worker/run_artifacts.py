@@ -11,6 +11,7 @@ rather than the engine's callbacks, so it serves an engine in this process and o
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import threading
 from collections.abc import Callable, Iterator
@@ -21,8 +22,9 @@ from django.conf import settings
 
 from config.artifacts import ArtifactError, ArtifactRef, artifact_store
 from config.artifacts.store import MANIFEST
-from training.models import TrainingRun
+from training.models import TrainingMetric, TrainingRun
 from training.services.model_store import model_publish, model_version_local_path
+from training.services.worker.runtime import metric_row
 
 Log = Callable[[str], None]
 
@@ -176,6 +178,35 @@ def _metrics_fetch(*, run: TrainingRun, work: Path) -> None:
     store.get_file(key, local)
     data = local.read_bytes()
     local.write_bytes(data[: data.rfind(b"\n") + 1])
+
+
+def metrics_backfill(*, run: TrainingRun, work: Path, log: Log) -> int:
+    """Store the steps of ``work``'s metrics file, up to its newest checkpoint, that the run's rows lack; how many.
+
+    A launched run's metrics reach the database through the job's relay, after the engine wrote them to the file
+    and possibly after it wrote the checkpoint too: a worker killed in between loses those rows, while the file
+    travelled with the checkpoint. The resume continues after the checkpoint, so its curve must come from the file.
+    """
+    checkpoints = _complete_checkpoints(work)
+    if not checkpoints or not (work / METRICS).exists():
+        return 0
+    upto = int(checkpoints[-1].name.rsplit("-", 1)[-1])
+    stored = set(run.metrics.values_list("split", "step"))
+    missing: dict[tuple[str, int], dict[str, float]] = {}
+    for line in (work / METRICS).read_text(encoding="utf-8").splitlines():
+        try:
+            split, step, values = metric_row(json.loads(line))
+        except (ValueError, KeyError, TypeError):
+            continue  # a line cut short by the kill
+        if step <= upto and (split, step) not in stored:
+            missing[(split, step)] = values
+    TrainingMetric.objects.bulk_create(
+        [TrainingMetric(run=run, split=split, step=step, values=v) for (split, step), v in missing.items()],
+        ignore_conflicts=True,
+    )
+    if missing:
+        log(f"stored {len(missing)} step(s) of the curve up to step {upto} from {METRICS}: the lost worker had not")
+    return len(missing)
 
 
 class CheckpointUploader:

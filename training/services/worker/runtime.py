@@ -90,6 +90,14 @@ def beating(beat: Callable[[], None], *, name: str) -> Iterator[None]:
         thread.join(timeout=HEARTBEAT_JOIN_SECONDS)
 
 
+def metric_row(record: dict[str, Any]) -> tuple[str, int, dict[str, float]]:
+    """A metrics record of the engine (a callback's or a ``metrics.jsonl`` line) as a stored row's split, step and
+    values: numbers only, NaN left out (JSON columns cannot hold it)."""
+    split = TrainingMetric.Split.EVAL if record.get("split") == "eval" else TrainingMetric.Split.TRAIN
+    values = {k: v for k, v in record.items() if isinstance(v, int | float) and v == v}
+    return split, int(record["step"]), values
+
+
 class StepReporter:
     """The engine's callbacks for one training run, written to the database at most once per step.
 
@@ -113,9 +121,8 @@ class StepReporter:
 
     def on_metrics(self, metrics: dict[str, Any]) -> None:
         """Buffer a training step's metrics, or a held-out evaluation's (``"split": "eval"``)."""
-        split = TrainingMetric.Split.EVAL if metrics.get("split") == "eval" else TrainingMetric.Split.TRAIN
-        clean = {k: v for k, v in metrics.items() if isinstance(v, int | float) and v == v}
-        self.metrics[(split, int(metrics["step"]))] = clean
+        split, step, values = metric_row(metrics)
+        self.metrics[(split, step)] = values
 
     def on_schedule(self, schedule: dict[str, Any]) -> None:
         """Store what the engine resolved against the data, before its first step (the engine logs it too)."""

@@ -26,6 +26,7 @@ from training.services.worker.run_artifacts import (
     dataset_fetch,
     dataset_publish,
     final_model_publish,
+    metrics_backfill,
     run_work_dir,
 )
 from training.services.worker.runtime import Heartbeat, heartbeat, run_claim, run_finish, run_log_append
@@ -106,6 +107,7 @@ def _train_config(run: TrainingRun) -> Any:
         raise ValueError("there are no decided comparisons to train on: judge some pairs first")
     dataset, heldout = dataset_fetch(run=run, work=work, log=log)
     checkpoint_fetch(run=run, work=work, log=log)
+    metrics_backfill(run=run, work=work, log=log)
     config = TrainConfig(
         data=str(dataset),
         eval_data=str(heldout) if heldout else None,
