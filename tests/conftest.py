@@ -105,9 +105,8 @@ def tiny_llama_config(tokenizer: Any) -> Any:
     )
 
 
-@pytest.fixture(scope="session")
-def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A two-layer Llama with SmolLM2's real tokenizer and chat template, saved as a local folder."""
+def tiny_model_save(folder: Path) -> Path:
+    """A two-layer Llama with SmolLM2's real tokenizer and chat template, saved into ``folder`` (benchmarks too)."""
     import torch
     from transformers import AutoTokenizer, LlamaForCausalLM
 
@@ -118,10 +117,15 @@ def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
         spec.submodule_search_locations[0], gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf"
     )
     torch.manual_seed(0)
-    out = tmp_path_factory.mktemp("tiny-llama")
-    LlamaForCausalLM(tiny_llama_config(tokenizer)).save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
+    LlamaForCausalLM(tiny_llama_config(tokenizer)).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A two-layer Llama with SmolLM2's real tokenizer and chat template, saved as a local folder."""
+    return tiny_model_save(tmp_path_factory.mktemp("tiny-llama"))
 
 
 @pytest.fixture

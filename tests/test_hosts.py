@@ -22,26 +22,15 @@ from config.artifacts import artifact_store
 from config.artifacts.store import MANIFEST
 from tests.annotate.factories import PromptFactory, StaffFactory
 from tests.conftest import Worker
-from tests.training.factories import judged_preferences
+from tests.training.factories import FAST, judged_preferences
 from training import selectors, services
 from training.models import GenerationRun, ModelVersion, RunStatus, TrainingRun
 from training.services.worker.generation_job import GENERATION_CHUNK
 
 pytestmark = pytest.mark.usefixtures("private_queues")
 
-TRAIN = {
-    "optimizer": "adamw",
-    "lr": 1e-3,
-    "warmup_steps": 0,
-    "batch_size": 1,
-    "grad_accum": 1,
-    "epochs": 8,
-    "max_length": 128,
-    "max_prompt_length": 64,
-    "save_every": 1,
-    # No per-step log lines: the log's tail must keep the lines that say what was fetched and resumed.
-    "log_every": 1000,
-}
+# No per-step log lines: the log's tail must keep the lines that say what was fetched and resumed.
+TRAIN = {**FAST, "batch_size": 1, "epochs": 8, "log_every": 1000}
 
 
 @dataclass

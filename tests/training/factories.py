@@ -7,6 +7,19 @@ from annotate.models import Comparison, Completion
 from tests.annotate.factories import ComparisonFactory, CompletionFactory, PromptFactory, UserFactory
 from training.models import ModelVersion
 
+# Settings that train the tiny test model in seconds, with a checkpoint at every step to resume from.
+FAST = {
+    "optimizer": "adamw",
+    "lr": 1e-3,
+    "warmup_steps": 0,
+    "batch_size": 2,
+    "grad_accum": 1,
+    "epochs": 2,
+    "max_length": 128,
+    "max_prompt_length": 64,
+    "save_every": 1,
+}
+
 
 def judged_preferences(
     count: int, *, good: str = "Sure, here it is.", bad: str = "No.", reversed_at: Collection[int] = ()

@@ -11,7 +11,7 @@ from annotate.filters import JudgementFilter
 from annotate.models import Comparison, Completion
 from config.artifacts import artifact_store
 from tests.annotate.factories import PromptFactory
-from tests.training.factories import judged_preferences
+from tests.training.factories import FAST, judged_preferences
 from training import selectors, services
 from training.engine_settings import train_spec
 from training.evaluation import HELDOUT_MIN, HELDOUT_MIN_PAIRS, heldout_indices
@@ -20,17 +20,6 @@ from training.models import GenerationRun, ModelVersion, RunStatus, TrainingRun
 # Jobs go to a Redis database of this test process: another test run's worker must not take them.
 pytestmark = pytest.mark.usefixtures("private_queues")
 
-FAST = {
-    "optimizer": "adamw",
-    "lr": 1e-3,
-    "warmup_steps": 0,
-    "batch_size": 2,
-    "grad_accum": 1,
-    "epochs": 2,
-    "max_length": 128,
-    "max_prompt_length": 64,
-    "save_every": 1,
-}
 # The schedule left to the engine, with a rate that moves the tiny model within a few steps.
 AUTO_FAST = {"lr": 1e-3, "max_length": 128, "max_prompt_length": 64}
 

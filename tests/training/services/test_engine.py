@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from config.artifacts import artifact_store
+from tests.training.factories import FAST as FACTORY_FAST
 from tests.training.factories import judged_preferences
 from training import services
 from training.models import ModelVersion, RunStatus, TrainingRun
@@ -16,17 +17,7 @@ from training.services.worker.children import descendants, process_alive
 
 pytestmark = [pytest.mark.usefixtures("private_queues"), pytest.mark.slow, pytest.mark.distributed]
 
-FAST = {
-    "optimizer": "adamw",
-    "lr": 1e-3,
-    "warmup_steps": 0,
-    "batch_size": 1,
-    "grad_accum": 1,
-    "epochs": 2,
-    "max_length": 128,
-    "max_prompt_length": 64,
-    "save_every": 1,
-}
+FAST = {**FACTORY_FAST, "batch_size": 1}
 TWO_GPUS = {"DUET_GPUS": "2"}
 
 

@@ -16,7 +16,7 @@ from django.test import override_settings
 
 from config.artifacts import artifact_store
 from tests.conftest import Worker
-from tests.training.factories import judged_preferences
+from tests.training.factories import FAST, judged_preferences
 from training import selectors, services
 from training.models import ModelVersion, RunStatus, TrainingMetric, TrainingRun
 from training.services.versions import model_version_local_path
@@ -29,17 +29,6 @@ from training.services.worker.run_artifacts import (
 
 pytestmark = pytest.mark.usefixtures("private_queues")
 
-FAST = {
-    "optimizer": "adamw",
-    "lr": 1e-3,
-    "warmup_steps": 0,
-    "batch_size": 2,
-    "grad_accum": 1,
-    "epochs": 2,
-    "max_length": 128,
-    "max_prompt_length": 64,
-    "save_every": 1,
-}
 
 
 def _ended(run: TrainingRun) -> bool:
